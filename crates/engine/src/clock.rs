@@ -17,7 +17,9 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        now.map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        now.map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
     }
 }
 
@@ -31,7 +33,9 @@ impl ManualClock {
     /// A clock reading `now_ms`.
     #[must_use]
     pub fn new(now_ms: u64) -> ManualClock {
-        ManualClock { now_ms: Arc::new(AtomicU64::new(now_ms)) }
+        ManualClock {
+            now_ms: Arc::new(AtomicU64::new(now_ms)),
+        }
     }
 
     /// Moves the clock forward.

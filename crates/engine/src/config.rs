@@ -59,11 +59,31 @@ impl ShardConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.log.validate().map_err(|e| e.to_string())?;
         let checks: [(&str, usize, usize, usize); 5] = [
-            ("command_queue_depth_max", self.command_queue_depth_max, 1, 1 << 24),
-            ("batch_commands_max", self.batch_commands_max, 1, limits::COMMIT_BATCH_RECORDS_MAX),
-            ("in_flight_batches_max", self.in_flight_batches_max, 1, self.commit.queue_depth_max.max(1)),
+            (
+                "command_queue_depth_max",
+                self.command_queue_depth_max,
+                1,
+                1 << 24,
+            ),
+            (
+                "batch_commands_max",
+                self.batch_commands_max,
+                1,
+                limits::COMMIT_BATCH_RECORDS_MAX,
+            ),
+            (
+                "in_flight_batches_max",
+                self.in_flight_batches_max,
+                1,
+                self.commit.queue_depth_max.max(1),
+            ),
             ("snapshots_kept", self.snapshots_kept, 1, 1000),
-            ("subscription_buffer_records", self.subscription_buffer_records, 16, 1 << 24),
+            (
+                "subscription_buffer_records",
+                self.subscription_buffer_records,
+                16,
+                1 << 24,
+            ),
         ];
         for (name, value, min, max) in checks {
             if !(min..=max).contains(&value) {

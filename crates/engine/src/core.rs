@@ -5,17 +5,14 @@
 
 use crate::dedup::{DedupLimits, DedupTable, Remembered, StoredOutcome};
 use crate::envelope::{self, Envelope};
-use crate::machine::{StateMachine, Stamp};
+use crate::machine::{Stamp, StateMachine};
 use cairn_log::RecordView;
 use cairn_types::Lsn;
 use serde::{Deserialize, Serialize};
 
 /// The envelope type of a machine.
-pub type EnvelopeOf<M> = Envelope<
-    <M as StateMachine>::Event,
-    <M as StateMachine>::Reply,
-    <M as StateMachine>::Error,
->;
+pub type EnvelopeOf<M> =
+    Envelope<<M as StateMachine>::Event, <M as StateMachine>::Reply, <M as StateMachine>::Error>;
 
 /// What a snapshot file's body holds (postcard-encoded; its BLAKE3 is the state hash).
 #[derive(Serialize, Deserialize)]
@@ -42,7 +39,10 @@ impl<M: StateMachine> FrozenCore<M> {
     pub fn encode(&self) -> Result<Vec<u8>, String> {
         let mut machine = Vec::new();
         M::encode_frozen(&self.machine, &mut machine);
-        envelope::encode(&SnapshotBody { machine, requests: self.requests.clone() })
+        envelope::encode(&SnapshotBody {
+            machine,
+            requests: self.requests.clone(),
+        })
     }
 }
 
@@ -68,7 +68,12 @@ impl<M: StateMachine + Default> Core<M> {
     /// An empty state.
     #[must_use]
     pub fn empty(limits: DedupLimits) -> Core<M> {
-        Core { machine: M::default(), requests: DedupTable::new(limits), lsn: Lsn::ZERO, at_ms: 0 }
+        Core {
+            machine: M::default(),
+            requests: DedupTable::new(limits),
+            lsn: Lsn::ZERO,
+            at_ms: 0,
+        }
     }
 }
 
@@ -77,11 +82,21 @@ impl<M: StateMachine> Core<M> {
     ///
     /// # Errors
     /// The body does not decode.
-    pub fn restore(body: &[u8], lsn: Lsn, at_ms: u64, limits: DedupLimits) -> Result<Core<M>, String> {
+    pub fn restore(
+        body: &[u8],
+        lsn: Lsn,
+        at_ms: u64,
+        limits: DedupLimits,
+    ) -> Result<Core<M>, String> {
         let decoded: SnapshotBody = envelope::decode(body)?;
         let machine = M::restore(&decoded.machine)?;
         let requests = DedupTable::from_entries(limits, decoded.requests);
-        Ok(Core { machine, requests, lsn, at_ms })
+        Ok(Core {
+            machine,
+            requests,
+            lsn,
+            at_ms,
+        })
     }
 
     /// Applies a decided envelope logged at `stamp`: its events, then what it tells the request
@@ -92,13 +107,19 @@ impl<M: StateMachine> Core<M> {
             self.machine.apply(event, stamp);
         }
         match envelope {
-            Envelope::Command { request: Some(request), reply, .. } => {
+            Envelope::Command {
+                request: Some(request),
+                reply,
+                ..
+            } => {
                 let outcome = StoredOutcome::Accepted(envelope::encode(reply)?);
-                self.requests.remember(request, stamp.lsn, stamp.at_ms, outcome);
+                self.requests
+                    .remember(request, stamp.lsn, stamp.at_ms, outcome);
             }
             Envelope::Refusal { request, error } => {
                 let outcome = StoredOutcome::Refused(envelope::encode(error)?);
-                self.requests.remember(request, stamp.lsn, stamp.at_ms, outcome);
+                self.requests
+                    .remember(request, stamp.lsn, stamp.at_ms, outcome);
             }
             Envelope::Command { request: None, .. } | Envelope::Timers { .. } => {
                 self.requests.evict(stamp.at_ms);
@@ -124,13 +145,24 @@ impl<M: StateMachine> Core<M> {
                 decoded.record_type()
             ));
         }
-        self.apply_envelope(&decoded, Stamp { lsn: record.lsn, at_ms: record.timestamp_ms })
+        self.apply_envelope(
+            &decoded,
+            Stamp {
+                lsn: record.lsn,
+                at_ms: record.timestamp_ms,
+            },
+        )
     }
 
     /// A frozen copy for a snapshot.
     #[must_use]
     pub fn freeze(&self) -> FrozenCore<M> {
-        FrozenCore { machine: self.machine.freeze(), requests: self.requests.to_entries().1, lsn: self.lsn, at_ms: self.at_ms }
+        FrozenCore {
+            machine: self.machine.freeze(),
+            requests: self.requests.to_entries().1,
+            lsn: self.lsn,
+            at_ms: self.at_ms,
+        }
     }
 
     /// The hash of the canonical encoding of the whole state.

@@ -23,7 +23,10 @@ impl RequestKey {
     pub fn new(id: impl Into<String>, body: &[u8]) -> RequestKey {
         let mut fingerprint = [0u8; 16];
         fingerprint.copy_from_slice(&blake3::hash(body).as_bytes()[..16]);
-        RequestKey { id: id.into(), fingerprint }
+        RequestKey {
+            id: id.into(),
+            fingerprint,
+        }
     }
 }
 
@@ -60,7 +63,10 @@ pub struct DedupLimits {
 
 impl Default for DedupLimits {
     fn default() -> Self {
-        DedupLimits { entries_max: 1_000_000, retention_ms: 24 * 60 * 60 * 1000 }
+        DedupLimits {
+            entries_max: 1_000_000,
+            retention_ms: 24 * 60 * 60 * 1000,
+        }
     }
 }
 
@@ -87,7 +93,11 @@ impl DedupTable {
     /// An empty table with these bounds.
     #[must_use]
     pub fn new(limits: DedupLimits) -> DedupTable {
-        DedupTable { limits, by_id: HashMap::new(), order: VecDeque::new() }
+        DedupTable {
+            limits,
+            by_id: HashMap::new(),
+            order: VecDeque::new(),
+        }
     }
 
     /// Ids remembered.
@@ -114,7 +124,12 @@ impl DedupTable {
 
     /// Remembers an outcome, then forgets what is past the bounds (by log time and count).
     pub fn remember(&mut self, key: &RequestKey, lsn: Lsn, at_ms: u64, outcome: StoredOutcome) {
-        let entry = Remembered { fingerprint: key.fingerprint, lsn, at_ms, outcome };
+        let entry = Remembered {
+            fingerprint: key.fingerprint,
+            lsn,
+            at_ms,
+            outcome,
+        };
         if self.by_id.insert(key.id.clone(), entry).is_none() {
             self.order.push_back(key.id.clone());
         }
@@ -171,7 +186,12 @@ mod tests {
     #[test]
     fn same_id_same_body_repeats_and_other_body_is_reuse() {
         let mut table = DedupTable::new(DedupLimits::default());
-        table.remember(&key("r1", "a"), Lsn(1), 10, StoredOutcome::Accepted(vec![1]));
+        table.remember(
+            &key("r1", "a"),
+            Lsn(1),
+            10,
+            StoredOutcome::Accepted(vec![1]),
+        );
         assert!(matches!(table.lookup(&key("r1", "a")), Lookup::Repeat(r) if r.lsn == Lsn(1)));
         assert_eq!(table.lookup(&key("r1", "b")), Lookup::Reused);
         assert_eq!(table.lookup(&key("r2", "a")), Lookup::New);
@@ -179,7 +199,10 @@ mod tests {
 
     #[test]
     fn ids_are_forgotten_by_count_and_by_log_time() {
-        let mut table = DedupTable::new(DedupLimits { entries_max: 2, retention_ms: 100 });
+        let mut table = DedupTable::new(DedupLimits {
+            entries_max: 2,
+            retention_ms: 100,
+        });
         table.remember(&key("a", ""), Lsn(1), 0, StoredOutcome::Accepted(vec![]));
         table.remember(&key("b", ""), Lsn(2), 50, StoredOutcome::Accepted(vec![]));
         table.remember(&key("c", ""), Lsn(3), 60, StoredOutcome::Accepted(vec![]));
@@ -194,7 +217,12 @@ mod tests {
     fn entries_round_trip_in_lsn_order() {
         let mut table = DedupTable::new(DedupLimits::default());
         for (i, id) in ["z", "a", "m"].iter().enumerate() {
-            table.remember(&key(id, ""), Lsn(i as u64 + 1), 0, StoredOutcome::Refused(vec![]));
+            table.remember(
+                &key(id, ""),
+                Lsn(i as u64 + 1),
+                0,
+                StoredOutcome::Refused(vec![]),
+            );
         }
         let (limits, entries) = table.to_entries();
         let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();

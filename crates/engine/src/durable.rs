@@ -16,18 +16,28 @@ impl DurableLsn {
     /// Starts at `lsn`.
     #[must_use]
     pub fn new(lsn: Lsn) -> DurableLsn {
-        DurableLsn { value: Mutex::new(lsn), changed: Condvar::new(), watch: watch::Sender::new(lsn) }
+        DurableLsn {
+            value: Mutex::new(lsn),
+            changed: Condvar::new(),
+            watch: watch::Sender::new(lsn),
+        }
     }
 
     /// The current value.
     #[must_use]
     pub fn get(&self) -> Lsn {
-        *self.value.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self
+            .value
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Raises the value (never lowers it) and wakes waiters.
     pub fn advance(&self, lsn: Lsn) {
-        let mut value = self.value.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut value = self
+            .value
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if lsn > *value {
             *value = lsn;
             drop(value);
@@ -39,7 +49,10 @@ impl DurableLsn {
     /// Waits until the value reaches `lsn`; false on timeout.
     #[must_use]
     pub fn wait_for(&self, lsn: Lsn, timeout: Duration) -> bool {
-        let value = self.value.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let value = self
+            .value
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (value, _) = self
             .changed
             .wait_timeout_while(value, timeout, |current| *current < lsn)

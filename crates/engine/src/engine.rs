@@ -58,7 +58,8 @@ pub fn read_meta(storage: &dyn Storage, data_dir: &Path) -> Result<Option<DataDi
     if !storage.exists(&path) {
         return Ok(None);
     }
-    let bytes = read_file(storage, &path).map_err(|e| OpenError::DataDir(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = read_file(storage, &path)
+        .map_err(|e| OpenError::DataDir(format!("cannot read {}: {e}", path.display())))?;
     let meta: DataDirMeta = serde_json::from_slice(&bytes)
         .map_err(|e| OpenError::DataDir(format!("{} is malformed: {e}", path.display())))?;
     if meta.format_version != DATA_FORMAT_VERSION {
@@ -72,10 +73,16 @@ pub fn read_meta(storage: &dyn Storage, data_dir: &Path) -> Result<Option<DataDi
 }
 
 /// Checks the requested shard count against the directory, creating the metadata if new.
-fn settle_meta(storage: &dyn Storage, data_dir: &Path, requested: Option<u16>) -> Result<DataDirMeta, OpenError> {
+fn settle_meta(
+    storage: &dyn Storage,
+    data_dir: &Path,
+    requested: Option<u16>,
+) -> Result<DataDirMeta, OpenError> {
     if let Some(count) = requested {
         if count == 0 || count > SHARD_COUNT_MAX {
-            return Err(OpenError::Config(format!("shard count must be in 1..={SHARD_COUNT_MAX}, got {count}")));
+            return Err(OpenError::Config(format!(
+                "shard count must be in 1..={SHARD_COUNT_MAX}, got {count}"
+            )));
         }
     }
     if let Some(meta) = read_meta(storage, data_dir)? {
@@ -88,12 +95,17 @@ fn settle_meta(storage: &dyn Storage, data_dir: &Path, requested: Option<u16>) -
         }
         return Ok(meta);
     }
-    let meta = DataDirMeta { format_version: DATA_FORMAT_VERSION, shard_count: requested.unwrap_or(1) };
+    let meta = DataDirMeta {
+        format_version: DATA_FORMAT_VERSION,
+        shard_count: requested.unwrap_or(1),
+    };
     let bytes = serde_json::to_vec_pretty(&meta).map_err(|e| OpenError::DataDir(e.to_string()))?;
     storage
         .create_dir_all(data_dir)
         .and_then(|()| write_file_atomic(storage, &data_dir.join(META_FILE), &bytes))
-        .map_err(|e| OpenError::DataDir(format!("cannot initialise {}: {e}", data_dir.display())))?;
+        .map_err(|e| {
+            OpenError::DataDir(format!("cannot initialise {}: {e}", data_dir.display()))
+        })?;
     Ok(meta)
 }
 
@@ -117,7 +129,10 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<File, OpenError> {
             "{} is in use by another Cairn process (stop it first)",
             data_dir.display()
         ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(OpenError::DataDir(format!("cannot lock {}: {e}", path.display()))),
+        Err(std::fs::TryLockError::Error(e)) => Err(OpenError::DataDir(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
     }
 }
 
@@ -144,18 +159,29 @@ impl<M: StateMachine + Default> Engine<M> {
     ///
     /// # Errors
     /// Bad configuration, a shard-count mismatch, corruption, I/O errors.
-    pub fn open_on(storage: Arc<dyn Storage>, config: EngineConfig) -> Result<(Engine<M>, Vec<Recovery>), OpenError> {
+    pub fn open_on(
+        storage: Arc<dyn Storage>,
+        config: EngineConfig,
+    ) -> Result<(Engine<M>, Vec<Recovery>), OpenError> {
         let meta = settle_meta(storage.as_ref(), &config.data_dir, config.shard_count)?;
         let mut shards = Vec::with_capacity(usize::from(meta.shard_count));
         let mut recoveries = Vec::with_capacity(usize::from(meta.shard_count));
         for index in 0..meta.shard_count {
             let id = ShardId(index);
             let dir = shard_dir(&config.data_dir, id);
-            let (shard, recovery) = Shard::open(Arc::clone(&storage), id, &dir, config.shard.clone())?;
+            let (shard, recovery) =
+                Shard::open(Arc::clone(&storage), id, &dir, config.shard.clone())?;
             shards.push(shard);
             recoveries.push(recovery);
         }
-        Ok((Engine { shards, data_dir: config.data_dir, _lock: None }, recoveries))
+        Ok((
+            Engine {
+                shards,
+                data_dir: config.data_dir,
+                _lock: None,
+            },
+            recoveries,
+        ))
     }
 }
 
@@ -194,7 +220,10 @@ impl<M: StateMachine> Engine<M> {
     /// Shards that stopped after a storage failure, with the reason.
     #[must_use]
     pub fn stopped(&self) -> Vec<(ShardId, String)> {
-        self.shards.iter().filter_map(|s| s.stopped().map(|reason| (s.id(), reason))).collect()
+        self.shards
+            .iter()
+            .filter_map(|s| s.stopped().map(|reason| (s.id(), reason)))
+            .collect()
     }
 
     /// Stops every shard: finishes queued work, syncs, joins the threads.

@@ -14,6 +14,7 @@
 
 #![deny(missing_docs)]
 
+pub mod cairn;
 pub mod clock;
 mod config;
 pub mod core;

@@ -44,7 +44,11 @@ pub trait StateMachine: Sized + Send + 'static {
     ///
     /// # Errors
     /// The refusal, which is returned to the caller (and remembered for its `request_id`).
-    fn decide(&self, command: &Self::Command, now_ms: u64) -> Result<Decision<Self::Event, Self::Reply>, Self::Error>;
+    fn decide(
+        &self,
+        command: &Self::Command,
+        now_ms: u64,
+    ) -> Result<Decision<Self::Event, Self::Reply>, Self::Error>;
 
     /// Applies one event. Events are facts: applying one never fails.
     fn apply(&mut self, event: &Self::Event, stamp: Stamp);

@@ -53,22 +53,96 @@ impl ShardMetrics {
 type Gauge = fn(&ShardMetrics) -> u64;
 
 const SCALARS: [(&str, &str, &str, Gauge); 16] = [
-    ("cairn_commands_total", "counter", "Commands decided by the sequencer.", |m| m.commands_total.load(Ordering::Relaxed)),
-    ("cairn_refusals_total", "counter", "Commands refused by the state machine.", |m| m.refusals_total.load(Ordering::Relaxed)),
-    ("cairn_overloaded_total", "counter", "Commands refused because the command queue was full.", |m| m.overloaded_total.load(Ordering::Relaxed)),
-    ("cairn_command_queue_depth", "gauge", "Messages waiting in the command queue.", |m| m.queue_depth.load(Ordering::Relaxed)),
-    ("cairn_sequencer_batches_total", "counter", "Sequencer batches.", |m| m.batches.load(Ordering::Relaxed)),
-    ("cairn_applied_lsn", "gauge", "Last LSN applied in memory.", |m| m.applied_lsn.load(Ordering::Relaxed)),
-    ("cairn_snapshots_written_total", "counter", "Snapshots written.", |m| m.snapshots_written.load(Ordering::Relaxed)),
-    ("cairn_snapshot_lsn", "gauge", "LSN of the newest snapshot.", |m| m.snapshot_lsn.load(Ordering::Relaxed)),
-    ("cairn_log_records_written_total", "counter", "Log records written.", |m| m.log.records_written.load(Ordering::Relaxed)),
-    ("cairn_log_bytes_written_total", "counter", "Log bytes written, framing included.", |m| m.log.bytes_written.load(Ordering::Relaxed)),
-    ("cairn_log_commits_total", "counter", "Group commits (one write each).", |m| m.log.batches.load(Ordering::Relaxed)),
-    ("cairn_log_written_lsn", "gauge", "Last LSN written.", |m| m.log.written_lsn.load(Ordering::Relaxed)),
-    ("cairn_log_durable_lsn", "gauge", "Last LSN durable.", |m| m.log.durable_lsn.load(Ordering::Relaxed)),
-    ("cairn_log_unsynced_records", "gauge", "Records acknowledged but not yet durable (async mode loss window).", |m| m.log.unsynced_records()),
-    ("cairn_log_commit_queue_depth", "gauge", "Submissions waiting for the log writer.", |m| m.log.queue_depth.load(Ordering::Relaxed)),
-    ("cairn_log_stopped", "gauge", "1 when the log stopped after a storage failure.", |m| m.log.stopped.load(Ordering::Relaxed)),
+    (
+        "cairn_commands_total",
+        "counter",
+        "Commands decided by the sequencer.",
+        |m| m.commands_total.load(Ordering::Relaxed),
+    ),
+    (
+        "cairn_refusals_total",
+        "counter",
+        "Commands refused by the state machine.",
+        |m| m.refusals_total.load(Ordering::Relaxed),
+    ),
+    (
+        "cairn_overloaded_total",
+        "counter",
+        "Commands refused because the command queue was full.",
+        |m| m.overloaded_total.load(Ordering::Relaxed),
+    ),
+    (
+        "cairn_command_queue_depth",
+        "gauge",
+        "Messages waiting in the command queue.",
+        |m| m.queue_depth.load(Ordering::Relaxed),
+    ),
+    (
+        "cairn_sequencer_batches_total",
+        "counter",
+        "Sequencer batches.",
+        |m| m.batches.load(Ordering::Relaxed),
+    ),
+    (
+        "cairn_applied_lsn",
+        "gauge",
+        "Last LSN applied in memory.",
+        |m| m.applied_lsn.load(Ordering::Relaxed),
+    ),
+    (
+        "cairn_snapshots_written_total",
+        "counter",
+        "Snapshots written.",
+        |m| m.snapshots_written.load(Ordering::Relaxed),
+    ),
+    (
+        "cairn_snapshot_lsn",
+        "gauge",
+        "LSN of the newest snapshot.",
+        |m| m.snapshot_lsn.load(Ordering::Relaxed),
+    ),
+    (
+        "cairn_log_records_written_total",
+        "counter",
+        "Log records written.",
+        |m| m.log.records_written.load(Ordering::Relaxed),
+    ),
+    (
+        "cairn_log_bytes_written_total",
+        "counter",
+        "Log bytes written, framing included.",
+        |m| m.log.bytes_written.load(Ordering::Relaxed),
+    ),
+    (
+        "cairn_log_commits_total",
+        "counter",
+        "Group commits (one write each).",
+        |m| m.log.batches.load(Ordering::Relaxed),
+    ),
+    ("cairn_log_written_lsn", "gauge", "Last LSN written.", |m| {
+        m.log.written_lsn.load(Ordering::Relaxed)
+    }),
+    ("cairn_log_durable_lsn", "gauge", "Last LSN durable.", |m| {
+        m.log.durable_lsn.load(Ordering::Relaxed)
+    }),
+    (
+        "cairn_log_unsynced_records",
+        "gauge",
+        "Records acknowledged but not yet durable (async mode loss window).",
+        |m| m.log.unsynced_records(),
+    ),
+    (
+        "cairn_log_commit_queue_depth",
+        "gauge",
+        "Submissions waiting for the log writer.",
+        |m| m.log.queue_depth.load(Ordering::Relaxed),
+    ),
+    (
+        "cairn_log_stopped",
+        "gauge",
+        "1 when the log stopped after a storage failure.",
+        |m| m.log.stopped.load(Ordering::Relaxed),
+    ),
 ];
 
 type HistogramOf = fn(&ShardMetrics) -> &Histogram;
@@ -76,10 +150,30 @@ type HistogramOf = fn(&ShardMetrics) -> &Histogram;
 /// Histograms: name, help, accessor, and whether observations are microseconds (exported as
 /// seconds) or plain counts.
 const HISTOGRAMS: [(&str, &str, HistogramOf, bool); 4] = [
-    ("cairn_log_fsync_seconds", "fdatasync latency.", |m| &m.log.fsync_latency, true),
-    ("cairn_snapshot_pause_seconds", "Sequencer pause to freeze state for a snapshot.", |m| &m.snapshot_pause, true),
-    ("cairn_sequencer_batch_records", "Records per sequencer batch.", |m| &m.batch_records, false),
-    ("cairn_log_commit_records", "Records per group commit.", |m| &m.log.batch_records, false),
+    (
+        "cairn_log_fsync_seconds",
+        "fdatasync latency.",
+        |m| &m.log.fsync_latency,
+        true,
+    ),
+    (
+        "cairn_snapshot_pause_seconds",
+        "Sequencer pause to freeze state for a snapshot.",
+        |m| &m.snapshot_pause,
+        true,
+    ),
+    (
+        "cairn_sequencer_batch_records",
+        "Records per sequencer batch.",
+        |m| &m.batch_records,
+        false,
+    ),
+    (
+        "cairn_log_commit_records",
+        "Records per group commit.",
+        |m| &m.log.batch_records,
+        false,
+    ),
 ];
 
 /// Writes every shard's metrics in Prometheus text format, one group per metric.

@@ -43,7 +43,11 @@ pub fn replay_shard<M: StateMachine + Default>(
     let paths = ShardPaths::new(shard_dir);
     let config = ShardConfig::default();
     let (mut core, start, snapshot_lsn) = if from_zero {
-        (Core::<M>::empty(config.dedup), cairn_log::ScanStart::ZERO, None)
+        (
+            Core::<M>::empty(config.dedup),
+            cairn_log::ScanStart::ZERO,
+            None,
+        )
     } else {
         recover_core::<M>(storage, &paths, &config, to_lsn)?
     };
@@ -67,16 +71,25 @@ pub fn replay_shard<M: StateMachine + Default>(
         &mut |_| {},
     );
     if let Some(reason) = failure {
-        return Err(OpenError::Decode { what: shard_dir.display().to_string(), reason });
+        return Err(OpenError::Decode {
+            what: shard_dir.display().to_string(),
+            reason,
+        });
     }
     match scanned {
         Ok(_) | Err(LogError::Closed) => {}
         Err(error) => return Err(error.into()),
     }
     if let Some(wanted) = to_lsn.filter(|&wanted| core.lsn < wanted) {
-        return Err(OpenError::Config(format!("the log ends at LSN {}, before the requested LSN {wanted}", core.lsn)));
+        return Err(OpenError::Config(format!(
+            "the log ends at LSN {}, before the requested LSN {wanted}",
+            core.lsn
+        )));
     }
-    let state_hash = core.state_hash().map_err(|reason| OpenError::Decode { what: "state".into(), reason })?;
+    let state_hash = core.state_hash().map_err(|reason| OpenError::Decode {
+        what: "state".into(),
+        reason,
+    })?;
     Ok(ReplayReport {
         lsn: core.lsn,
         at_ms: core.at_ms,

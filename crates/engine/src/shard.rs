@@ -13,7 +13,7 @@ use crate::dedup::{Lookup, RequestKey, StoredOutcome};
 use crate::durable::DurableLsn;
 use crate::envelope::{self, Envelope};
 use crate::error::{EngineError, OpenError};
-use crate::machine::{StateMachine, Stamp};
+use crate::machine::{Stamp, StateMachine};
 use crate::metrics::ShardMetrics;
 use crate::subscribe::{LiveRecord, Subscription};
 use cairn_log::snapshot::{SnapshotMeta, load_newest_snapshot, prune_snapshots, write_snapshot};
@@ -72,10 +72,20 @@ type SnapshotReply = Box<dyn FnOnce(Result<SnapshotInfo, String>) + Send>;
 type HashReply = Box<dyn FnOnce(Result<(Lsn, [u8; 32]), String>) + Send>;
 
 enum Message<M: StateMachine> {
-    Command { command: M::Command, request: Option<RequestKey>, reply: ReplyFn<M> },
-    Read { read: ReadFn<M> },
-    Snapshot { reply: SnapshotReply },
-    Hash { reply: HashReply },
+    Command {
+        command: M::Command,
+        request: Option<RequestKey>,
+        reply: ReplyFn<M>,
+    },
+    Read {
+        read: ReadFn<M>,
+    },
+    Snapshot {
+        reply: SnapshotReply,
+    },
+    Hash {
+        reply: HashReply,
+    },
 }
 
 /// Paths of a shard's files.
@@ -91,7 +101,10 @@ impl ShardPaths {
     /// The layout under a shard directory.
     #[must_use]
     pub fn new(shard_dir: &Path) -> ShardPaths {
-        ShardPaths { log_dir: shard_dir.join("log"), snapshot_dir: shard_dir.join("snapshots") }
+        ShardPaths {
+            log_dir: shard_dir.join("log"),
+            snapshot_dir: shard_dir.join("snapshots"),
+        }
     }
 }
 
@@ -104,13 +117,22 @@ struct InFlight {
 
 impl InFlight {
     fn acquire(&self, max: usize) {
-        let count = self.count.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut count = self.room.wait_while(count, |c| *c >= max).unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = self
+            .count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut count = self
+            .room
+            .wait_while(count, |c| *c >= max)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *count += 1;
     }
 
     fn release(&self) {
-        let mut count = self.count.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut count = self
+            .count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *count = count.saturating_sub(1);
         drop(count);
         self.room.notify_all();
@@ -131,11 +153,17 @@ struct Shared {
 
 impl Shared {
     fn stopped(&self) -> Option<String> {
-        self.stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.stopped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn stop(&self, reason: &str) {
-        let mut stopped = self.stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut stopped = self
+            .stopped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if stopped.is_none() {
             tracing::error!(shard = self.shard.0, %reason, "shard stopped: refusing work until restart (memory may be ahead of disk)");
             *stopped = Some(reason.to_string());
@@ -178,15 +206,26 @@ pub(crate) fn recover_core<M: StateMachine + Default>(
     let snapshot = load_newest_snapshot(storage.as_ref(), &paths.snapshot_dir, lsn_max)?;
     match snapshot {
         Some(loaded) => {
-            let core = Core::<M>::restore(&loaded.state, loaded.meta.lsn, loaded.meta.timestamp_ms, config.dedup)
-                .map_err(|reason| OpenError::Decode { what: loaded.path.display().to_string(), reason })?;
+            let core = Core::<M>::restore(
+                &loaded.state,
+                loaded.meta.lsn,
+                loaded.meta.timestamp_ms,
+                config.dedup,
+            )
+            .map_err(|reason| OpenError::Decode {
+                what: loaded.path.display().to_string(),
+                reason,
+            })?;
             if hash_state(&loaded.state) != loaded.meta.state_hash {
                 return Err(OpenError::Decode {
                     what: loaded.path.display().to_string(),
                     reason: "state hash in the header does not match the body".into(),
                 });
             }
-            let start = ScanStart { after_lsn: loaded.meta.lsn, chain: loaded.meta.chain };
+            let start = ScanStart {
+                after_lsn: loaded.meta.lsn,
+                chain: loaded.meta.chain,
+            };
             Ok((core, start, Some(loaded.meta.lsn)))
         }
         None => Ok((Core::empty(config.dedup), ScanStart::ZERO, None)),
@@ -208,27 +247,42 @@ impl<M: StateMachine + Default> Shard<M> {
         let started = Instant::now();
         let paths = ShardPaths::new(shard_dir);
         for dir in [&paths.log_dir, &paths.snapshot_dir] {
-            storage.create_dir_all(dir).map_err(|e| OpenError::Log(LogError::Io {
-                op: "create dir",
-                path: dir.clone(),
-                source: e,
-            }))?;
+            storage.create_dir_all(dir).map_err(|e| {
+                OpenError::Log(LogError::Io {
+                    op: "create dir",
+                    path: dir.clone(),
+                    source: e,
+                })
+            })?;
         }
         let (mut core, start, snapshot_lsn) = recover_core::<M>(&storage, &paths, &config, None)?;
         let mut replay_error = None;
         let mut replayed = 0u64;
-        let opened = open_log(Arc::clone(&storage), &paths.log_dir, config.log, start, &mut |record| {
-            replayed += 1;
-            core.apply_record(record).map_err(|reason| {
-                replay_error = Some(reason.clone());
-                LogError::Stopped(reason)
-            })
-        });
+        let opened = open_log(
+            Arc::clone(&storage),
+            &paths.log_dir,
+            config.log,
+            start,
+            &mut |record| {
+                replayed += 1;
+                core.apply_record(record).map_err(|reason| {
+                    replay_error = Some(reason.clone());
+                    LogError::Stopped(reason)
+                })
+            },
+        );
         if let Some(reason) = replay_error {
-            return Err(OpenError::Decode { what: format!("shard {shard} log"), reason });
+            return Err(OpenError::Decode {
+                what: format!("shard {shard} log"),
+                reason,
+            });
         }
         let (writer, outcome) = opened?;
-        assert_eq!(writer.last_lsn(), core.lsn.max(outcome.last_lsn), "replay ended where the log ends");
+        assert_eq!(
+            writer.last_lsn(),
+            core.lsn.max(outcome.last_lsn),
+            "replay ended where the log ends"
+        );
         let recovery = Recovery {
             snapshot_lsn,
             records_replayed: replayed,
@@ -249,7 +303,10 @@ impl<M: StateMachine + Default> Shard<M> {
             live,
             subscription_buffer_records: config.subscription_buffer_records,
         });
-        shared.metrics.applied_lsn.store(recovery.last_lsn.0, Ordering::Relaxed);
+        shared
+            .metrics
+            .applied_lsn
+            .store(recovery.last_lsn.0, Ordering::Relaxed);
         let (snapshot_sender, snapshot_receiver) = std::sync::mpsc::sync_channel(1);
         let snapshotter = spawn_named(format!("cairn-snap-{shard}"), {
             let shared = Arc::clone(&shared);
@@ -267,7 +324,9 @@ impl<M: StateMachine + Default> Shard<M> {
             snapshots: snapshot_sender,
             records_since_snapshot: 0,
         };
-        let sequencer = spawn_named(format!("cairn-seq-{shard}"), move || sequencer.run(&receiver))?;
+        let sequencer = spawn_named(format!("cairn-seq-{shard}"), move || {
+            sequencer.run(&receiver)
+        })?;
         let handle = Shard {
             shared,
             sender: Some(sender),
@@ -279,11 +338,20 @@ impl<M: StateMachine + Default> Shard<M> {
     }
 }
 
-fn spawn_named(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, OpenError> {
+fn spawn_named(
+    name: String,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, OpenError> {
     std::thread::Builder::new()
         .name(name)
         .spawn(body)
-        .map_err(|e| OpenError::Log(LogError::Io { op: "spawn thread", path: PathBuf::new(), source: e }))
+        .map_err(|e| {
+            OpenError::Log(LogError::Io {
+                op: "spawn thread",
+                path: PathBuf::new(),
+                source: e,
+            })
+        })
 }
 
 impl<M: StateMachine> Shard<M> {
@@ -298,19 +366,43 @@ impl<M: StateMachine> Shard<M> {
             return Err((message, EngineError::Unavailable(reason)));
         }
         let Some(sender) = &self.sender else {
-            return Err((message, EngineError::Unavailable("shard is shutting down".into())));
+            return Err((
+                message,
+                EngineError::Unavailable("shard is shutting down".into()),
+            ));
         };
-        self.shared.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .metrics
+            .queue_depth
+            .fetch_add(1, Ordering::Relaxed);
         match sender.try_send(message) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(message)) => {
-                self.shared.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
-                self.shared.metrics.overloaded_total.fetch_add(1, Ordering::Relaxed);
-                Err((message, EngineError::Overloaded { queue: "command queue", depth_max: self.queue_depth_max }))
+                self.shared
+                    .metrics
+                    .queue_depth
+                    .fetch_sub(1, Ordering::Relaxed);
+                self.shared
+                    .metrics
+                    .overloaded_total
+                    .fetch_add(1, Ordering::Relaxed);
+                Err((
+                    message,
+                    EngineError::Overloaded {
+                        queue: "command queue",
+                        depth_max: self.queue_depth_max,
+                    },
+                ))
             }
             Err(TrySendError::Disconnected(message)) => {
-                self.shared.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
-                Err((message, EngineError::Unavailable("shard is shutting down".into())))
+                self.shared
+                    .metrics
+                    .queue_depth
+                    .fetch_sub(1, Ordering::Relaxed);
+                Err((
+                    message,
+                    EngineError::Unavailable("shard is shutting down".into()),
+                ))
             }
         }
     }
@@ -318,7 +410,11 @@ impl<M: StateMachine> Shard<M> {
     /// Queues a command; `reply` runs once its outcome is durable (or it fails). A full queue
     /// calls `reply` at once with `Overloaded`.
     pub fn submit(&self, command: M::Command, request: Option<RequestKey>, reply: ReplyFn<M>) {
-        if let Err((message, error)) = self.send(Message::Command { command, request, reply }) {
+        if let Err((message, error)) = self.send(Message::Command {
+            command,
+            request,
+            reply,
+        }) {
             if let Message::Command { reply, .. } = message {
                 reply(Err(error));
             }
@@ -334,7 +430,11 @@ impl<M: StateMachine> Shard<M> {
         reply: impl FnOnce(Result<T, EngineError<M::Error>>) + Send + 'static,
     ) {
         let slot = Arc::new(Mutex::new(Some(reply)));
-        let take = |slot: &Mutex<Option<_>>| slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let take = |slot: &Mutex<Option<_>>| {
+            slot.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+        };
         let run_slot = Arc::clone(&slot);
         let read: ReadFn<M> = Box::new(move |machine, lsn| {
             let value = read(machine, lsn);
@@ -361,14 +461,22 @@ impl<M: StateMachine> Shard<M> {
     ) -> Result<T, EngineError<M::Error>> {
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         self.read(read, move |result| drop(sender.send(result)));
-        receiver.recv().unwrap_or_else(|_| Err(EngineError::Unavailable("shard stopped".into())))
+        receiver
+            .recv()
+            .unwrap_or_else(|_| Err(EngineError::Unavailable("shard stopped".into())))
     }
 
     /// Submits a command and waits for its outcome on this thread.
     pub fn execute(&self, command: M::Command, request: Option<RequestKey>) -> Outcome<M> {
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-        self.submit(command, request, Box::new(move |outcome| drop(sender.send(outcome))));
-        receiver.recv().unwrap_or_else(|_| Err(EngineError::Unavailable("shard stopped".into())))
+        self.submit(
+            command,
+            request,
+            Box::new(move |outcome| drop(sender.send(outcome))),
+        );
+        receiver
+            .recv()
+            .unwrap_or_else(|_| Err(EngineError::Unavailable("shard stopped".into())))
     }
 
     /// Takes a snapshot now and waits until it is written.
@@ -378,8 +486,11 @@ impl<M: StateMachine> Shard<M> {
     pub fn snapshot_now(&self) -> Result<SnapshotInfo, String> {
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         let reply: SnapshotReply = Box::new(move |result| drop(sender.send(result)));
-        self.send(Message::Snapshot { reply }).map_err(|(_, error)| error.to_string())?;
-        receiver.recv().map_err(|_| "shard stopped before the snapshot was written".to_string())?
+        self.send(Message::Snapshot { reply })
+            .map_err(|(_, error)| error.to_string())?;
+        receiver
+            .recv()
+            .map_err(|_| "shard stopped before the snapshot was written".to_string())?
     }
 
     /// The LSN and hash of the whole state (machine and request table), answered once durable.
@@ -389,7 +500,8 @@ impl<M: StateMachine> Shard<M> {
     pub fn state_hash(&self) -> Result<(Lsn, [u8; 32]), EngineError<M::Error>> {
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         let reply: HashReply = Box::new(move |result| drop(sender.send(result)));
-        self.send(Message::Hash { reply }).map_err(|(_, error)| error)?;
+        self.send(Message::Hash { reply })
+            .map_err(|(_, error)| error)?;
         receiver
             .recv()
             .map_err(|_| EngineError::Unavailable("shard stopped".into()))?
@@ -482,7 +594,11 @@ impl<M: StateMachine> Sequencer<M> {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let now_ms = self.config.clock.now_ms().max(self.core.at_ms);
-            let mut batch = Batch { entries: Vec::new(), releases: Vec::new(), live: Vec::new() };
+            let mut batch = Batch {
+                entries: Vec::new(),
+                releases: Vec::new(),
+                live: Vec::new(),
+            };
             let mut snapshot_replies = Vec::new();
             if self.shared.stopped().is_none() {
                 self.timers(now_ms, &mut batch);
@@ -490,9 +606,16 @@ impl<M: StateMachine> Sequencer<M> {
             let mut next = first;
             let mut taken = 0;
             while let Some(message) = next.take() {
-                self.shared.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                self.shared
+                    .metrics
+                    .queue_depth
+                    .fetch_sub(1, Ordering::Relaxed);
                 match message {
-                    Message::Command { command, request, reply } => {
+                    Message::Command {
+                        command,
+                        request,
+                        reply,
+                    } => {
                         self.command(now_ms, command, request, reply, &mut batch);
                     }
                     Message::Read { read } => {
@@ -506,9 +629,11 @@ impl<M: StateMachine> Sequencer<M> {
                     Message::Hash { reply } => {
                         let lsn = self.core.lsn;
                         let hash = self.core.state_hash();
-                        batch.releases.push(Box::new(move |durable: Result<(), String>| {
-                            reply(durable.and(hash).map(|hash| (lsn, hash)));
-                        }));
+                        batch
+                            .releases
+                            .push(Box::new(move |durable: Result<(), String>| {
+                                reply(durable.and(hash).map(|hash| (lsn, hash)));
+                            }));
                     }
                 }
                 taken += 1;
@@ -533,7 +658,12 @@ impl<M: StateMachine> Sequencer<M> {
 
     /// Stamps the next record and applies `envelope` to the state, then queues it for writing.
     /// Refuses (without applying) an envelope too large for one record.
-    fn append(&mut self, now_ms: u64, envelope: &EnvelopeOf<M>, batch: &mut Batch) -> Result<Lsn, EngineError<M::Error>> {
+    fn append(
+        &mut self,
+        now_ms: u64,
+        envelope: &EnvelopeOf<M>,
+        batch: &mut Batch,
+    ) -> Result<Lsn, EngineError<M::Error>> {
         let payload = envelope::encode(envelope).map_err(EngineError::Unavailable)?;
         if payload.len() > RECORD_PAYLOAD_BYTES_MAX as usize {
             return Err(EngineError::TooLarge(format!(
@@ -541,24 +671,45 @@ impl<M: StateMachine> Sequencer<M> {
                 payload.len()
             )));
         }
-        let stamp = Stamp { lsn: self.core.lsn.next(), at_ms: now_ms };
-        self.core.apply_envelope(envelope, stamp).map_err(EngineError::Unavailable)?;
+        let stamp = Stamp {
+            lsn: self.core.lsn.next(),
+            at_ms: now_ms,
+        };
+        self.core
+            .apply_envelope(envelope, stamp)
+            .map_err(EngineError::Unavailable)?;
         let record_type = envelope.record_type();
         if self.shared.live.receiver_count() > 0 {
-            batch.live.push(LiveRecord::new(stamp.lsn, now_ms, record_type, payload.clone()));
+            batch.live.push(LiveRecord::new(
+                stamp.lsn,
+                now_ms,
+                record_type,
+                payload.clone(),
+            ));
         }
-        batch.entries.push(OwnedEntry { timestamp_ms: now_ms, record_type, payload });
+        batch.entries.push(OwnedEntry {
+            timestamp_ms: now_ms,
+            record_type,
+            payload,
+        });
         self.records_since_snapshot += 1;
         Ok(stamp.lsn)
     }
 
     fn timers(&mut self, now_ms: u64, batch: &mut Batch) {
-        let events = self.core.machine.due(now_ms, self.config.timers_per_batch_max);
+        let events = self
+            .core
+            .machine
+            .due(now_ms, self.config.timers_per_batch_max);
         if events.is_empty() {
             return;
         }
         if let Err(error) = self.append(now_ms, &Envelope::Timers { events }, batch) {
-            tracing::error!(shard = self.shared.shard.0, ?error, "timer events could not be logged");
+            tracing::error!(
+                shard = self.shared.shard.0,
+                ?error,
+                "timer events could not be logged"
+            );
         }
     }
 
@@ -574,15 +725,23 @@ impl<M: StateMachine> Sequencer<M> {
             reply(Err(EngineError::Unavailable(reason)));
             return;
         }
-        self.shared.metrics.commands_total.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .metrics
+            .commands_total
+            .fetch_add(1, Ordering::Relaxed);
         let outcome = self.decide(now_ms, &command, request, batch);
         if matches!(outcome, Err(EngineError::Refused(_))) {
-            self.shared.metrics.refusals_total.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .metrics
+                .refusals_total
+                .fetch_add(1, Ordering::Relaxed);
         }
-        batch.releases.push(Box::new(move |durable: Result<(), String>| match durable {
-            Ok(()) => reply(outcome),
-            Err(reason) => reply(Err(EngineError::Unavailable(reason))),
-        }));
+        batch
+            .releases
+            .push(Box::new(move |durable: Result<(), String>| match durable {
+                Ok(()) => reply(outcome),
+                Err(reason) => reply(Err(EngineError::Unavailable(reason))),
+            }));
     }
 
     fn decide(
@@ -602,13 +761,24 @@ impl<M: StateMachine> Sequencer<M> {
         match self.core.machine.decide(command, now_ms) {
             Ok(decision) => {
                 let reply = decision.reply.clone();
-                let envelope = Envelope::Command { request, events: decision.events, reply: decision.reply };
+                let envelope = Envelope::Command {
+                    request,
+                    events: decision.events,
+                    reply: decision.reply,
+                };
                 let lsn = self.append(now_ms, &envelope, batch)?;
-                Ok(Committed { lsn, reply, repeated: false })
+                Ok(Committed {
+                    lsn,
+                    reply,
+                    repeated: false,
+                })
             }
             Err(error) => {
                 if let Some(request) = request {
-                    let envelope = Envelope::Refusal { request, error: error.clone() };
+                    let envelope = Envelope::Refusal {
+                        request,
+                        error: error.clone(),
+                    };
                     self.append(now_ms, &envelope, batch)?;
                 }
                 Err(EngineError::Refused(error))
@@ -617,13 +787,23 @@ impl<M: StateMachine> Sequencer<M> {
     }
 
     fn submit(&mut self, batch: Batch) {
-        let Batch { entries, releases, live } = batch;
+        let Batch {
+            entries,
+            releases,
+            live,
+        } = batch;
         if entries.is_empty() && releases.is_empty() {
             return;
         }
         self.shared.metrics.batches.fetch_add(1, Ordering::Relaxed);
-        self.shared.metrics.batch_records.observe_us(entries.len() as u64);
-        self.shared.metrics.applied_lsn.store(self.core.lsn.0, Ordering::Relaxed);
+        self.shared
+            .metrics
+            .batch_records
+            .observe_us(entries.len() as u64);
+        self.shared
+            .metrics
+            .applied_lsn
+            .store(self.core.lsn.0, Ordering::Relaxed);
         self.in_flight.acquire(self.config.in_flight_batches_max);
         let shared = Arc::clone(&self.shared);
         let in_flight = Arc::clone(&self.in_flight);
@@ -648,7 +828,10 @@ impl<M: StateMachine> Sequencer<M> {
         });
         let expected_first = Lsn(self.core.lsn.0 + 1 - entries.len() as u64);
         match self.commit.submit(entries, done) {
-            Ok(range) => assert_eq!(range.first, expected_first, "sequencer and log disagree on LSNs"),
+            Ok(range) => assert_eq!(
+                range.first, expected_first,
+                "sequencer and log disagree on LSNs"
+            ),
             Err(error) => {
                 // The submission was not queued, so its completion will never run: memory is
                 // ahead of the log. Stop; the callers of this batch see the shard unavailable
@@ -672,7 +855,11 @@ impl<M: StateMachine> Sequencer<M> {
         self.records_since_snapshot = 0;
         if replies.is_empty() {
             // An automatic snapshot is skipped if the last one is still being written.
-            let _ = self.snapshots.try_send(SnapshotJob { frozen, pause_us, reply: None });
+            let _ = self.snapshots.try_send(SnapshotJob {
+                frozen,
+                pause_us,
+                reply: None,
+            });
             return;
         }
         let reply: SnapshotReply = Box::new(move |result: Result<SnapshotInfo, String>| {
@@ -680,7 +867,11 @@ impl<M: StateMachine> Sequencer<M> {
                 reply(result.clone());
             }
         });
-        if let Err(error) = self.snapshots.send(SnapshotJob { frozen, pause_us, reply: Some(reply) }) {
+        if let Err(error) = self.snapshots.send(SnapshotJob {
+            frozen,
+            pause_us,
+            reply: Some(reply),
+        }) {
             if let Some(reply) = error.0.reply {
                 reply(Err("snapshotter stopped".into()));
             }
@@ -691,7 +882,11 @@ impl<M: StateMachine> Sequencer<M> {
 fn repeated<M: StateMachine>(lsn: Lsn, outcome: &StoredOutcome) -> Outcome<M> {
     match outcome {
         StoredOutcome::Accepted(bytes) => match envelope::decode::<M::Reply>(bytes) {
-            Ok(reply) => Ok(Committed { lsn, reply, repeated: true }),
+            Ok(reply) => Ok(Committed {
+                lsn,
+                reply,
+                repeated: true,
+            }),
             Err(reason) => Err(EngineError::Unavailable(reason)),
         },
         StoredOutcome::Refused(bytes) => match envelope::decode::<M::Error>(bytes) {
@@ -701,14 +896,30 @@ fn repeated<M: StateMachine>(lsn: Lsn, outcome: &StoredOutcome) -> Outcome<M> {
     }
 }
 
-fn snapshotter_loop<M: StateMachine>(shared: &Shared, jobs: &Receiver<SnapshotJob<M>>, kept: usize) {
+fn snapshotter_loop<M: StateMachine>(
+    shared: &Shared,
+    jobs: &Receiver<SnapshotJob<M>>,
+    kept: usize,
+) {
     while let Ok(job) = jobs.recv() {
         let result = write_job(shared, &job, kept);
         match &result {
             Ok(info) => {
-                shared.metrics.snapshots_written.fetch_add(1, Ordering::Relaxed);
-                shared.metrics.snapshot_lsn.store(info.lsn.0, Ordering::Relaxed);
-                tracing::info!(shard = shared.shard.0, lsn = info.lsn.0, bytes = info.bytes, pause_us = info.pause_us, "snapshot written");
+                shared
+                    .metrics
+                    .snapshots_written
+                    .fetch_add(1, Ordering::Relaxed);
+                shared
+                    .metrics
+                    .snapshot_lsn
+                    .store(info.lsn.0, Ordering::Relaxed);
+                tracing::info!(
+                    shard = shared.shard.0,
+                    lsn = info.lsn.0,
+                    bytes = info.bytes,
+                    pause_us = info.pause_us,
+                    "snapshot written"
+                );
             }
             Err(reason) => tracing::error!(shard = shared.shard.0, %reason, "snapshot failed"),
         }
@@ -718,22 +929,45 @@ fn snapshotter_loop<M: StateMachine>(shared: &Shared, jobs: &Receiver<SnapshotJo
     }
 }
 
-fn write_job<M: StateMachine>(shared: &Shared, job: &SnapshotJob<M>, kept: usize) -> Result<SnapshotInfo, String> {
+fn write_job<M: StateMachine>(
+    shared: &Shared,
+    job: &SnapshotJob<M>,
+    kept: usize,
+) -> Result<SnapshotInfo, String> {
     let lsn = job.frozen.lsn;
     // A snapshot may only describe durable records.
     while !shared.durable.wait_for(lsn, Duration::from_millis(100)) {
         if let Some(reason) = shared.stopped() {
-            return Err(format!("shard stopped before LSN {lsn} was durable: {reason}"));
+            return Err(format!(
+                "shard stopped before LSN {lsn} was durable: {reason}"
+            ));
         }
     }
     let chain = chain_at(shared, lsn)?;
     let body = job.frozen.encode()?;
     let state_hash = hash_state(&body);
-    let meta = SnapshotMeta { lsn, timestamp_ms: job.frozen.at_ms, chain, state_hash };
-    let (path, bytes) =
-        write_snapshot(shared.storage.as_ref(), &shared.paths.snapshot_dir, &meta, &body).map_err(|e| e.to_string())?;
-    prune_snapshots(shared.storage.as_ref(), &shared.paths.snapshot_dir, kept).map_err(|e| e.to_string())?;
-    Ok(SnapshotInfo { lsn, path, bytes, state_hash, pause_us: job.pause_us })
+    let meta = SnapshotMeta {
+        lsn,
+        timestamp_ms: job.frozen.at_ms,
+        chain,
+        state_hash,
+    };
+    let (path, bytes) = write_snapshot(
+        shared.storage.as_ref(),
+        &shared.paths.snapshot_dir,
+        &meta,
+        &body,
+    )
+    .map_err(|e| e.to_string())?;
+    prune_snapshots(shared.storage.as_ref(), &shared.paths.snapshot_dir, kept)
+        .map_err(|e| e.to_string())?;
+    Ok(SnapshotInfo {
+        lsn,
+        path,
+        bytes,
+        state_hash,
+        pause_us: job.pause_us,
+    })
 }
 
 /// The chain hash of the record at `lsn` (genesis for LSN 0).

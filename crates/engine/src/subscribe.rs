@@ -20,7 +20,13 @@ pub struct LiveRecord(pub Arc<Record>);
 impl LiveRecord {
     pub(crate) fn new(lsn: Lsn, at_ms: u64, record_type: u16, payload: Vec<u8>) -> LiveRecord {
         // Live subscribers never check the chain (recovery did); it is not known here.
-        LiveRecord(Arc::new(Record { lsn, timestamp_ms: at_ms, record_type, payload, chain: [0u8; 16] }))
+        LiveRecord(Arc::new(Record {
+            lsn,
+            timestamp_ms: at_ms,
+            record_type,
+            payload,
+            chain: [0u8; 16],
+        }))
     }
 }
 
@@ -28,7 +34,9 @@ impl LiveRecord {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SubscriptionError {
     /// The subscriber fell more than the buffer behind the live log.
-    #[error("subscriber fell more than {buffer_records_max} records behind the live log; resume from LSN {next_lsn}")]
+    #[error(
+        "subscriber fell more than {buffer_records_max} records behind the live log; resume from LSN {next_lsn}"
+    )]
     FellBehind {
         /// The LSN to resume from.
         next_lsn: Lsn,
@@ -71,7 +79,16 @@ impl Subscription {
     ) -> Subscription {
         let next_lsn = from_lsn.max(Lsn(1));
         let reader = LogReader::new(Arc::clone(&storage), &log_dir, next_lsn);
-        Subscription { storage, log_dir, buffer_records_max, reader, durable, live, mode: Mode::CatchUp, next_lsn }
+        Subscription {
+            storage,
+            log_dir,
+            buffer_records_max,
+            reader,
+            durable,
+            live,
+            mode: Mode::CatchUp,
+            next_lsn,
+        }
     }
 
     /// The LSN the next record will have.
@@ -127,7 +144,11 @@ impl Subscription {
             match self.mode {
                 Mode::CatchUp => {
                     let durable = *self.durable.borrow_and_update();
-                    match self.reader.next(durable).map_err(|e| SubscriptionError::Log(e.to_string()))? {
+                    match self
+                        .reader
+                        .next(durable)
+                        .map_err(|e| SubscriptionError::Log(e.to_string()))?
+                    {
                         Some(record) => {
                             self.next_lsn = record.lsn.next();
                             return Ok(Some(Arc::new(record)));
@@ -145,7 +166,9 @@ impl Subscription {
                     Err(broadcast::error::TryRecvError::Lagged(_)) => {
                         return Err(self.fell_behind());
                     }
-                    Err(broadcast::error::TryRecvError::Closed) => return Err(SubscriptionError::Closed),
+                    Err(broadcast::error::TryRecvError::Closed) => {
+                        return Err(SubscriptionError::Closed);
+                    }
                 },
             }
         }
@@ -174,6 +197,9 @@ impl Subscription {
     }
 
     fn fell_behind(&self) -> SubscriptionError {
-        SubscriptionError::FellBehind { next_lsn: self.next_lsn, buffer_records_max: self.buffer_records_max }
+        SubscriptionError::FellBehind {
+            next_lsn: self.next_lsn,
+            buffer_records_max: self.buffer_records_max,
+        }
     }
 }

@@ -5,7 +5,8 @@
 mod common;
 
 use cairn_engine::{
-    Engine, EngineConfig, EngineError, ManualClock, RequestKey, Shard, ShardConfig, StateMachine, SubscriptionError,
+    Engine, EngineConfig, EngineError, ManualClock, RequestKey, Shard, ShardConfig, StateMachine,
+    SubscriptionError,
 };
 use cairn_log::storage::{CrashMode, FaultPlan, FaultStorage, MemStorage, Storage};
 use cairn_types::{Lsn, ShardId};
@@ -17,20 +18,34 @@ use std::time::{Duration, Instant};
 const T0_MS: u64 = 1_800_000_000_000;
 
 fn config(clock: &ManualClock) -> ShardConfig {
-    ShardConfig { clock: Arc::new(clock.clone()), snapshot_every_records: 0, ..ShardConfig::default() }
+    ShardConfig {
+        clock: Arc::new(clock.clone()),
+        snapshot_every_records: 0,
+        ..ShardConfig::default()
+    }
 }
 
 fn open(storage: Arc<dyn Storage>, shard: ShardConfig) -> Engine<Ledger> {
-    let config = EngineConfig { data_dir: PathBuf::from("/data"), shard_count: Some(1), shard };
+    let config = EngineConfig {
+        data_dir: PathBuf::from("/data"),
+        shard_count: Some(1),
+        shard,
+    };
     Engine::open_on(storage, config).expect("engine opens").0
 }
 
 fn deposit(account: &str, amount: u64) -> Command {
-    Command::Deposit { account: account.into(), amount }
+    Command::Deposit {
+        account: account.into(),
+        amount,
+    }
 }
 
 fn withdraw(account: &str, amount: u64) -> Command {
-    Command::Withdraw { account: account.into(), amount }
+    Command::Withdraw {
+        account: account.into(),
+        amount,
+    }
 }
 
 fn shard(engine: &Engine<Ledger>) -> &Shard<Ledger> {
@@ -38,7 +53,9 @@ fn shard(engine: &Engine<Ledger>) -> &Shard<Ledger> {
 }
 
 fn state(engine: &Engine<Ledger>) -> Ledger {
-    shard(engine).read_blocking(|ledger: &Ledger, _| ledger.clone()).expect("read")
+    shard(engine)
+        .read_blocking(|ledger: &Ledger, _| ledger.clone())
+        .expect("read")
 }
 
 #[test]
@@ -48,7 +65,9 @@ fn acknowledged_commands_survive_a_crash() {
     let engine = open(Arc::new(memory.clone()), config(&clock));
     let mut acknowledged = Vec::new();
     for i in 1..=50 {
-        let committed = shard(&engine).execute(deposit("a", i), None).expect("deposit accepted");
+        let committed = shard(&engine)
+            .execute(deposit("a", i), None)
+            .expect("deposit accepted");
         acknowledged.push(committed.lsn);
     }
     // Power cut right after the last acknowledgement: whatever was not synced is gone.
@@ -56,7 +75,10 @@ fn acknowledged_commands_survive_a_crash() {
     drop(engine);
     let engine = open(Arc::new(memory), config(&clock));
     assert_eq!(state(&engine).balance("a"), (1..=50).sum::<u64>());
-    assert_eq!(shard(&engine).durable_lsn(), *acknowledged.last().expect("some"));
+    assert_eq!(
+        shard(&engine).durable_lsn(),
+        *acknowledged.last().expect("some")
+    );
 }
 
 #[test]
@@ -67,7 +89,11 @@ fn replay_from_zero_and_from_a_snapshot_give_the_live_state_hash() {
     for i in 0..200u64 {
         let account = format!("acct-{}", i % 7);
         let request = Some(RequestKey::new(format!("req-{i}"), &i.to_le_bytes()));
-        let command = if i % 3 == 0 { withdraw(&account, i) } else { deposit(&account, i + 1) };
+        let command = if i % 3 == 0 {
+            withdraw(&account, i)
+        } else {
+            deposit(&account, i + 1)
+        };
         let _ = shard(&engine).execute(command, request);
         if i == 120 {
             shard(&engine).snapshot_now().expect("snapshot");
@@ -79,9 +105,15 @@ fn replay_from_zero_and_from_a_snapshot_give_the_live_state_hash() {
 
     let storage: Arc<dyn Storage> = Arc::new(memory.clone());
     let shard_dir = cairn_engine::shard_dir(&PathBuf::from("/data"), ShardId(0));
-    let from_snapshot = cairn_engine::offline::replay_shard::<Ledger>(&storage, &shard_dir, None, false).expect("replay");
-    assert!(from_snapshot.snapshot_lsn.is_some(), "the snapshot was used");
-    let from_zero = cairn_engine::offline::replay_shard::<Ledger>(&storage, &shard_dir, None, true).expect("replay");
+    let from_snapshot =
+        cairn_engine::offline::replay_shard::<Ledger>(&storage, &shard_dir, None, false)
+            .expect("replay");
+    assert!(
+        from_snapshot.snapshot_lsn.is_some(),
+        "the snapshot was used"
+    );
+    let from_zero = cairn_engine::offline::replay_shard::<Ledger>(&storage, &shard_dir, None, true)
+        .expect("replay");
     assert_eq!(from_snapshot.lsn, lsn);
     assert_eq!(from_zero.lsn, lsn);
     assert_eq!(from_snapshot.state_hash, live_hash);
@@ -103,15 +135,24 @@ fn replay_to_a_past_lsn_shows_the_state_then() {
     engine.shutdown();
     let storage: Arc<dyn Storage> = Arc::new(memory);
     let dir = cairn_engine::shard_dir(&PathBuf::from("/data"), ShardId(0));
-    let past = cairn_engine::offline::replay_shard::<Ledger>(&storage, &dir, Some(first.lsn), false).expect("replay");
+    let past =
+        cairn_engine::offline::replay_shard::<Ledger>(&storage, &dir, Some(first.lsn), false)
+            .expect("replay");
     assert_eq!(past.lsn, first.lsn);
-    assert_eq!(past.snapshot_lsn, None, "the snapshot is after the target, so it is not used");
+    assert_eq!(
+        past.snapshot_lsn, None,
+        "the snapshot is after the target, so it is not used"
+    );
     let mut expected = Ledger::default();
     expected.balances.insert("a".into(), 10);
     expected.last_lsn = first.lsn.0;
     assert_eq!(past.summary, expected.summary());
-    let too_far = cairn_engine::offline::replay_shard::<Ledger>(&storage, &dir, Some(Lsn(999)), false);
-    assert!(too_far.is_err(), "a target past the end of the log is an error");
+    let too_far =
+        cairn_engine::offline::replay_shard::<Ledger>(&storage, &dir, Some(Lsn(999)), false);
+    assert!(
+        too_far.is_err(),
+        "a target past the end of the log is an error"
+    );
 }
 
 #[test]
@@ -120,24 +161,44 @@ fn a_repeated_request_returns_the_first_outcome_even_after_restart() {
     let clock = ManualClock::new(T0_MS);
     let engine = open(Arc::new(memory.clone()), config(&clock));
     let key = RequestKey::new("r-1", b"deposit a 7");
-    let first = shard(&engine).execute(deposit("a", 7), Some(key.clone())).expect("accepted");
-    let again = shard(&engine).execute(deposit("a", 7), Some(key.clone())).expect("repeat");
-    assert_eq!((again.lsn, &again.reply, again.repeated), (first.lsn, &first.reply, true));
+    let first = shard(&engine)
+        .execute(deposit("a", 7), Some(key.clone()))
+        .expect("accepted");
+    let again = shard(&engine)
+        .execute(deposit("a", 7), Some(key.clone()))
+        .expect("repeat");
+    assert_eq!(
+        (again.lsn, &again.reply, again.repeated),
+        (first.lsn, &first.reply, true)
+    );
     let other_body = RequestKey::new("r-1", b"deposit a 8");
-    assert_eq!(shard(&engine).execute(deposit("a", 8), Some(other_body)), Err(EngineError::RequestIdReused));
+    assert_eq!(
+        shard(&engine).execute(deposit("a", 8), Some(other_body)),
+        Err(EngineError::RequestIdReused)
+    );
     let refusal_key = RequestKey::new("r-2", b"withdraw a 100");
     let refused = shard(&engine).execute(withdraw("a", 100), Some(refusal_key.clone()));
-    assert_eq!(refused, Err(EngineError::Refused(Refusal::Insufficient { available: 7 })));
-    shard(&engine).execute(deposit("a", 1000), None).expect("ok");
+    assert_eq!(
+        refused,
+        Err(EngineError::Refused(Refusal::Insufficient { available: 7 }))
+    );
+    shard(&engine)
+        .execute(deposit("a", 1000), None)
+        .expect("ok");
     engine.shutdown();
 
     let engine = open(Arc::new(memory), config(&clock));
-    let again = shard(&engine).execute(deposit("a", 7), Some(key)).expect("repeat after restart");
+    let again = shard(&engine)
+        .execute(deposit("a", 7), Some(key))
+        .expect("repeat after restart");
     assert!(again.repeated);
     assert_eq!(again.lsn, first.lsn);
     // The refusal is remembered, although the withdrawal would now succeed.
     let refused_again = shard(&engine).execute(withdraw("a", 100), Some(refusal_key));
-    assert_eq!(refused_again, Err(EngineError::Refused(Refusal::Insufficient { available: 7 })));
+    assert_eq!(
+        refused_again,
+        Err(EngineError::Refused(Refusal::Insufficient { available: 7 }))
+    );
     assert_eq!(state(&engine).balance("a"), 1007);
 }
 
@@ -146,7 +207,11 @@ fn holds_expire_by_log_time_without_other_traffic() {
     let clock = ManualClock::new(T0_MS);
     let engine = open(Arc::new(MemStorage::new()), config(&clock));
     shard(&engine).execute(deposit("a", 10), None).expect("ok");
-    let hold = Command::Hold { account: "a".into(), amount: 10, ttl_ms: 1_000 };
+    let hold = Command::Hold {
+        account: "a".into(),
+        amount: 10,
+        ttl_ms: 1_000,
+    };
     shard(&engine).execute(hold, None).expect("held");
     assert_eq!(state(&engine).available("a"), 0);
     clock.advance_ms(999);
@@ -154,7 +219,10 @@ fn holds_expire_by_log_time_without_other_traffic() {
     clock.advance_ms(1);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !state(&engine).holds.is_empty() {
-        assert!(Instant::now() < deadline, "the hold did not expire within the tick interval");
+        assert!(
+            Instant::now() < deadline,
+            "the hold did not expire within the tick interval"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(state(&engine).available("a"), 10);
@@ -169,17 +237,33 @@ fn a_failed_fsync_stops_the_shard_and_loses_nothing_acknowledged() {
     for _ in 0..10 {
         shard(&engine).execute(deposit("a", 1), None).expect("ok");
     }
-    faulty.set_plan(FaultPlan { fail_sync_from: Some(1), ..FaultPlan::default() });
+    faulty.set_plan(FaultPlan {
+        fail_sync_from: Some(1),
+        ..FaultPlan::default()
+    });
     let failed = shard(&engine).execute(deposit("a", 100), None);
-    assert!(matches!(failed, Err(EngineError::Unavailable(_))), "got {failed:?}");
+    assert!(
+        matches!(failed, Err(EngineError::Unavailable(_))),
+        "got {failed:?}"
+    );
     assert!(shard(&engine).stopped().is_some());
     let after = shard(&engine).execute(deposit("a", 1), None);
-    assert!(matches!(after, Err(EngineError::Unavailable(_))), "got {after:?}");
-    assert!(matches!(shard(&engine).read_blocking(|l: &Ledger, _| l.balance("a")), Err(EngineError::Unavailable(_))));
+    assert!(
+        matches!(after, Err(EngineError::Unavailable(_))),
+        "got {after:?}"
+    );
+    assert!(matches!(
+        shard(&engine).read_blocking(|l: &Ledger, _| l.balance("a")),
+        Err(EngineError::Unavailable(_))
+    ));
     drop(engine);
     memory.crash(CrashMode::DropUnsynced);
     let engine = open(Arc::new(memory), config(&clock));
-    assert_eq!(state(&engine).balance("a"), 10, "the acknowledged deposits are there, the failed one is not");
+    assert_eq!(
+        state(&engine).balance("a"),
+        10,
+        "the acknowledged deposits are there, the failed one is not"
+    );
 }
 
 #[test]
@@ -187,7 +271,11 @@ fn a_full_command_queue_is_refused_with_overloaded() {
     let memory = MemStorage::new();
     let gate = common_gate::GatedStorage::new(Arc::new(memory));
     let clock = ManualClock::new(T0_MS);
-    let shard_config = ShardConfig { command_queue_depth_max: 4, in_flight_batches_max: 1, ..config(&clock) };
+    let shard_config = ShardConfig {
+        command_queue_depth_max: 4,
+        in_flight_batches_max: 1,
+        ..config(&clock)
+    };
     let engine = open(Arc::new(gate.clone()), shard_config);
     gate.close();
     // The first batch blocks in fsync; the sequencer then blocks waiting for room in flight;
@@ -196,42 +284,84 @@ fn a_full_command_queue_is_refused_with_overloaded() {
     let mut overloaded = 0;
     for i in 0..20 {
         let sender = sender.clone();
-        shard(&engine).submit(deposit("a", 1), None, Box::new(move |outcome| drop(sender.send((i, outcome)))));
-        if let Ok((_, Err(EngineError::Overloaded { depth_max: 4, .. }))) = receiver.recv_timeout(Duration::from_millis(50)) {
+        shard(&engine).submit(
+            deposit("a", 1),
+            None,
+            Box::new(move |outcome| drop(sender.send((i, outcome)))),
+        );
+        if let Ok((_, Err(EngineError::Overloaded { depth_max: 4, .. }))) =
+            receiver.recv_timeout(Duration::from_millis(50))
+        {
             overloaded += 1;
         }
     }
-    assert!(overloaded > 0, "no submission was refused while the shard was blocked");
+    assert!(
+        overloaded > 0,
+        "no submission was refused while the shard was blocked"
+    );
     gate.open();
     drop(sender);
-    let accepted = receiver.iter().filter(|(_, outcome)| outcome.is_ok()).count();
+    let accepted = receiver
+        .iter()
+        .filter(|(_, outcome)| outcome.is_ok())
+        .count();
     assert!(accepted >= 1);
-    assert_eq!(state(&engine).balance("a"), accepted as u64, "refused commands changed nothing");
+    assert_eq!(
+        state(&engine).balance("a"),
+        accepted as u64,
+        "refused commands changed nothing"
+    );
 }
 
 #[test]
 fn the_shard_count_of_a_data_directory_is_fixed() {
     let memory: Arc<dyn Storage> = Arc::new(MemStorage::new());
     let clock = ManualClock::new(T0_MS);
-    let make = |count| EngineConfig { data_dir: PathBuf::from("/d"), shard_count: Some(count), shard: config(&clock) };
-    let engine = Engine::<Ledger>::open_on(Arc::clone(&memory), make(3)).expect("opens").0;
+    let make = |count| EngineConfig {
+        data_dir: PathBuf::from("/d"),
+        shard_count: Some(count),
+        shard: config(&clock),
+    };
+    let engine = Engine::<Ledger>::open_on(Arc::clone(&memory), make(3))
+        .expect("opens")
+        .0;
     assert_eq!(engine.shard_count(), 3);
     engine.shutdown();
     let refused = Engine::<Ledger>::open_on(Arc::clone(&memory), make(4));
     let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(message.contains("3 shards") && message.contains("4"), "unclear error: {message}");
-    let unspecified = EngineConfig { shard_count: None, ..make(1) };
-    assert_eq!(Engine::<Ledger>::open_on(memory, unspecified).expect("opens").0.shard_count(), 3);
+    assert!(
+        message.contains("3 shards") && message.contains("4"),
+        "unclear error: {message}"
+    );
+    let unspecified = EngineConfig {
+        shard_count: None,
+        ..make(1)
+    };
+    assert_eq!(
+        Engine::<Ledger>::open_on(memory, unspecified)
+            .expect("opens")
+            .0
+            .shard_count(),
+        3
+    );
 }
 
 #[test]
 fn a_data_directory_is_opened_by_one_process_at_a_time() {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = ManualClock::new(T0_MS);
-    let make = || EngineConfig { data_dir: dir.path().to_path_buf(), shard_count: Some(1), shard: config(&clock) };
+    let make = || EngineConfig {
+        data_dir: dir.path().to_path_buf(),
+        shard_count: Some(1),
+        shard: config(&clock),
+    };
     let engine = Engine::<Ledger>::open(make()).expect("first open").0;
     let second = Engine::<Ledger>::open(make());
-    assert!(second.err().is_some_and(|e| e.to_string().contains("in use")));
+    assert!(
+        second
+            .err()
+            .is_some_and(|e| e.to_string().contains("in use"))
+    );
     engine.shutdown();
     Engine::<Ledger>::open(make()).expect("open after the first closed");
 }
@@ -241,17 +371,28 @@ async fn a_subscription_catches_up_from_the_files_then_follows_live() {
     let clock = ManualClock::new(T0_MS);
     let engine = open(Arc::new(MemStorage::new()), config(&clock));
     for i in 0..30 {
-        shard(&engine).execute(deposit("a", i + 1), None).expect("ok");
+        shard(&engine)
+            .execute(deposit("a", i + 1), None)
+            .expect("ok");
     }
     let mut subscription = shard(&engine).subscribe(Lsn(11));
     for expected in 11..=30 {
-        let record = tokio::time::timeout(Duration::from_secs(5), subscription.next()).await.expect("in time").expect("record");
+        let record = tokio::time::timeout(Duration::from_secs(5), subscription.next())
+            .await
+            .expect("in time")
+            .expect("record");
         assert_eq!(record.lsn, Lsn(expected));
     }
     let live = std::thread::scope(|scope| {
-        scope.spawn(|| shard(&engine).execute(deposit("a", 1), None).expect("ok")).join().expect("thread")
+        scope
+            .spawn(|| shard(&engine).execute(deposit("a", 1), None).expect("ok"))
+            .join()
+            .expect("thread")
     });
-    let record = tokio::time::timeout(Duration::from_secs(5), subscription.next()).await.expect("in time").expect("record");
+    let record = tokio::time::timeout(Duration::from_secs(5), subscription.next())
+        .await
+        .expect("in time")
+        .expect("record");
     assert_eq!(record.lsn, live.lsn);
     let envelope: cairn_engine::core::EnvelopeOf<Ledger> =
         cairn_engine::envelope::decode(&record.payload).expect("decodes");
@@ -261,7 +402,10 @@ async fn a_subscription_catches_up_from_the_files_then_follows_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_falls_behind_is_told_where_to_resume() {
     let clock = ManualClock::new(T0_MS);
-    let shard_config = ShardConfig { subscription_buffer_records: 16, ..config(&clock) };
+    let shard_config = ShardConfig {
+        subscription_buffer_records: 16,
+        ..config(&clock)
+    };
     let engine = open(Arc::new(MemStorage::new()), shard_config);
     shard(&engine).execute(deposit("a", 1), None).expect("ok");
     let mut subscription = shard(&engine).subscribe(Lsn(1));
@@ -276,7 +420,10 @@ async fn a_subscriber_that_falls_behind_is_told_where_to_resume() {
         match subscription.poll() {
             Ok(Some(record)) => seen.push(record.lsn),
             Ok(None) => break,
-            Err(SubscriptionError::FellBehind { next_lsn, buffer_records_max }) => {
+            Err(SubscriptionError::FellBehind {
+                next_lsn,
+                buffer_records_max,
+            }) => {
                 assert_eq!(buffer_records_max, 16);
                 assert_eq!(next_lsn, Lsn(2 + seen.len() as u64));
                 subscription.resume_from_files();
@@ -285,9 +432,15 @@ async fn a_subscriber_that_falls_behind_is_told_where_to_resume() {
             Err(other) => panic!("unexpected {other}"),
         }
     }
-    assert_eq!(fell_behind, 1, "100 records into a buffer of 16 must overflow once");
+    assert_eq!(
+        fell_behind, 1,
+        "100 records into a buffer of 16 must overflow once"
+    );
     let expected: Vec<Lsn> = (2..=101).map(Lsn).collect();
-    assert_eq!(seen, expected, "after resuming from the files nothing is missed or repeated");
+    assert_eq!(
+        seen, expected,
+        "after resuming from the files nothing is missed or repeated"
+    );
 }
 
 mod common_gate {
@@ -306,7 +459,10 @@ mod common_gate {
 
     impl GatedStorage {
         pub fn new(inner: Arc<dyn Storage>) -> Self {
-            GatedStorage { inner, gate: Arc::new((Mutex::new(true), Condvar::new())) }
+            GatedStorage {
+                inner,
+                gate: Arc::new((Mutex::new(true), Condvar::new())),
+            }
         }
         pub fn close(&self) {
             *self.gate.0.lock().expect("gate") = false;
@@ -334,7 +490,10 @@ mod common_gate {
             self.inner.list_files(path)
         }
         fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {
-            Ok(Arc::new(GatedFile { inner: self.inner.open(path, mode)?, storage: self.clone() }))
+            Ok(Arc::new(GatedFile {
+                inner: self.inner.open(path, mode)?,
+                storage: self.clone(),
+            }))
         }
         fn remove_file(&self, path: &Path) -> io::Result<()> {
             self.inner.remove_file(path)

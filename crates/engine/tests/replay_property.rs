@@ -21,14 +21,22 @@ enum Step {
 }
 
 fn account() -> impl Strategy<Value = String> {
-    prop_oneof![Just("a".to_string()), Just("b".to_string()), Just("c".to_string())]
+    prop_oneof![
+        Just("a".to_string()),
+        Just("b".to_string()),
+        Just("c".to_string())
+    ]
 }
 
 fn step() -> impl Strategy<Value = Step> {
     let command = prop_oneof![
         (account(), 1..50u64).prop_map(|(account, amount)| Command::Deposit { account, amount }),
         (account(), 0..80u64).prop_map(|(account, amount)| Command::Withdraw { account, amount }),
-        (account(), 1..30u64, 1..500u64).prop_map(|(account, amount, ttl_ms)| Command::Hold { account, amount, ttl_ms }),
+        (account(), 1..30u64, 1..500u64).prop_map(|(account, amount, ttl_ms)| Command::Hold {
+            account,
+            amount,
+            ttl_ms
+        }),
         (account(), 0..40u32).prop_map(|(account, count)| Command::Burst { account, count }),
     ];
     prop_oneof![
@@ -41,9 +49,19 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn open(memory: &MemStorage, clock: &ManualClock) -> Engine<Ledger> {
-    let shard = ShardConfig { clock: Arc::new(clock.clone()), snapshot_every_records: 17, ..ShardConfig::default() };
-    let config = EngineConfig { data_dir: PathBuf::from("/p"), shard_count: Some(1), shard };
-    Engine::open_on(Arc::new(memory.clone()), config).expect("opens").0
+    let shard = ShardConfig {
+        clock: Arc::new(clock.clone()),
+        snapshot_every_records: 17,
+        ..ShardConfig::default()
+    };
+    let config = EngineConfig {
+        data_dir: PathBuf::from("/p"),
+        shard_count: Some(1),
+        shard,
+    };
+    Engine::open_on(Arc::new(memory.clone()), config)
+        .expect("opens")
+        .0
 }
 
 proptest! {

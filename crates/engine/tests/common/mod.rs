@@ -9,19 +9,45 @@ use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    Deposit { account: String, amount: u64 },
-    Withdraw { account: String, amount: u64 },
-    Hold { account: String, amount: u64, ttl_ms: u64 },
+    Deposit {
+        account: String,
+        amount: u64,
+    },
+    Withdraw {
+        account: String,
+        amount: u64,
+    },
+    Hold {
+        account: String,
+        amount: u64,
+        ttl_ms: u64,
+    },
     /// Many events in one command (to exercise large records).
-    Burst { account: String, count: u32 },
+    Burst {
+        account: String,
+        count: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
-    Deposited { account: String, amount: u64 },
-    Withdrawn { account: String, amount: u64 },
-    Held { hold_id: u64, account: String, amount: u64, expires_at_ms: u64 },
-    Expired { hold_id: u64 },
+    Deposited {
+        account: String,
+        amount: u64,
+    },
+    Withdrawn {
+        account: String,
+        amount: u64,
+    },
+    Held {
+        hold_id: u64,
+        account: String,
+        amount: u64,
+        expires_at_ms: u64,
+    },
+    Expired {
+        hold_id: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +83,11 @@ impl Ledger {
     }
 
     pub fn held(&self, account: &str) -> u64 {
-        self.holds.values().filter(|h| h.account == account).map(|h| h.amount).sum()
+        self.holds
+            .values()
+            .filter(|h| h.account == account)
+            .map(|h| h.amount)
+            .sum()
     }
 
     pub fn available(&self, account: &str) -> u64 {
@@ -79,18 +109,40 @@ impl StateMachine for Ledger {
                     return Err(Refusal::Invalid("amount must be positive".into()));
                 }
                 let balance = self.balance(account) + amount;
-                let events = vec![Event::Deposited { account: account.clone(), amount: *amount }];
-                Ok(Decision { events, reply: Reply { balance, hold_id: None } })
+                let events = vec![Event::Deposited {
+                    account: account.clone(),
+                    amount: *amount,
+                }];
+                Ok(Decision {
+                    events,
+                    reply: Reply {
+                        balance,
+                        hold_id: None,
+                    },
+                })
             }
             Command::Withdraw { account, amount } => {
                 let available = self.available(account);
                 if *amount > available {
                     return Err(Refusal::Insufficient { available });
                 }
-                let events = vec![Event::Withdrawn { account: account.clone(), amount: *amount }];
-                Ok(Decision { events, reply: Reply { balance: self.balance(account) - amount, hold_id: None } })
+                let events = vec![Event::Withdrawn {
+                    account: account.clone(),
+                    amount: *amount,
+                }];
+                Ok(Decision {
+                    events,
+                    reply: Reply {
+                        balance: self.balance(account) - amount,
+                        hold_id: None,
+                    },
+                })
             }
-            Command::Hold { account, amount, ttl_ms } => {
+            Command::Hold {
+                account,
+                amount,
+                ttl_ms,
+            } => {
                 let available = self.available(account);
                 if *amount > available {
                     return Err(Refusal::Insufficient { available });
@@ -102,13 +154,29 @@ impl StateMachine for Ledger {
                     amount: *amount,
                     expires_at_ms: now_ms + ttl_ms,
                 }];
-                Ok(Decision { events, reply: Reply { balance: self.balance(account), hold_id: Some(hold_id) } })
+                Ok(Decision {
+                    events,
+                    reply: Reply {
+                        balance: self.balance(account),
+                        hold_id: Some(hold_id),
+                    },
+                })
             }
             Command::Burst { account, count } => {
-                let events =
-                    (0..*count).map(|_| Event::Deposited { account: account.clone(), amount: 1 }).collect();
+                let events = (0..*count)
+                    .map(|_| Event::Deposited {
+                        account: account.clone(),
+                        amount: 1,
+                    })
+                    .collect();
                 let balance = self.balance(account) + u64::from(*count);
-                Ok(Decision { events, reply: Reply { balance, hold_id: None } })
+                Ok(Decision {
+                    events,
+                    reply: Reply {
+                        balance,
+                        hold_id: None,
+                    },
+                })
             }
         }
     }
@@ -117,13 +185,29 @@ impl StateMachine for Ledger {
         assert!(stamp.lsn.0 >= self.last_lsn, "events arrive in LSN order");
         self.last_lsn = stamp.lsn.0;
         match event {
-            Event::Deposited { account, amount } => *self.balances.entry(account.clone()).or_default() += amount,
+            Event::Deposited { account, amount } => {
+                *self.balances.entry(account.clone()).or_default() += amount
+            }
             Event::Withdrawn { account, amount } => {
                 let balance = self.balances.entry(account.clone()).or_default();
-                *balance = balance.checked_sub(*amount).expect("withdrawal never overdraws");
+                *balance = balance
+                    .checked_sub(*amount)
+                    .expect("withdrawal never overdraws");
             }
-            Event::Held { hold_id, account, amount, expires_at_ms } => {
-                self.holds.insert(*hold_id, Hold { account: account.clone(), amount: *amount, expires_at_ms: *expires_at_ms });
+            Event::Held {
+                hold_id,
+                account,
+                amount,
+                expires_at_ms,
+            } => {
+                self.holds.insert(
+                    *hold_id,
+                    Hold {
+                        account: account.clone(),
+                        amount: *amount,
+                        expires_at_ms: *expires_at_ms,
+                    },
+                );
                 self.next_hold_id = hold_id + 1;
             }
             Event::Expired { hold_id } => {
@@ -154,6 +238,10 @@ impl StateMachine for Ledger {
     }
 
     fn summary(&self) -> String {
-        format!("{} accounts, {} holds", self.balances.len(), self.holds.len())
+        format!(
+            "{} accounts, {} holds",
+            self.balances.len(),
+            self.holds.len()
+        )
     }
 }

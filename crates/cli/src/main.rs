@@ -1,0 +1,70 @@
+//! The `cairn` binary: argument parsing and glue only. Every command's work lives in a library
+//! crate (server, engine, log, bench).
+
+mod logcmd;
+mod offline;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Cairn: an event-sourced consistency engine for high-concurrency commerce.
+#[derive(Parser)]
+#[command(name = "cairn", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Inspect the log: verify every checksum and the hash chain, or dump records.
+    Log {
+        #[command(subcommand)]
+        command: logcmd::LogCommand,
+    },
+    /// Take a snapshot of every shard now (the server must not be running on DIR).
+    Snapshot(offline::SnapshotArgs),
+    /// Rebuild the state as of a past LSN and print its hash and a summary (time travel for audits).
+    Replay(offline::ReplayArgs),
+    /// Benchmarks, measured side by side with their peers.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Durable append throughput against the disk's write+fdatasync floor, and recovery time.
+    Log(cairn_bench::LogBenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Log { command } => logcmd::run(command),
+        Command::Snapshot(args) => offline::snapshot(&args),
+        Command::Replay(args) => offline::replay(&args),
+        Command::Bench {
+            command: BenchCommand::Log(args),
+        } => cairn_bench::run_log_bench(&args).map(|_| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

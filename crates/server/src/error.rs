@@ -1,0 +1,57 @@
+//! The error body of every failed request: `{"error": {"code", "message", "details"}}`, with the
+//! status that belongs to the code. Never a 5xx for anything a client sent.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cairn_types::ErrorCode;
+use serde_json::{Value, json};
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The stable code (as on the wire).
+    pub code: &'static str,
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A human message.
+    pub message: String,
+    /// Machine-readable details.
+    pub details: Value,
+}
+
+impl ApiError {
+    /// An error with one of the shared codes.
+    #[must_use]
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code: code.as_str(),
+            status: StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
+            message: message.into(),
+            details: json!({}),
+        }
+    }
+
+    /// Adds details.
+    #[must_use]
+    pub fn with_details(mut self, details: Value) -> ApiError {
+        self.details = details;
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let overloaded = self.code == ErrorCode::Overloaded.as_str()
+            || self.code == ErrorCode::Unavailable.as_str();
+        let body =
+            json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
+        let mut response = (self.status, Json(body)).into_response();
+        if overloaded {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
