@@ -1,32 +1,54 @@
 //! The product's state machine: every domain of a shard under one sequencer.
 //!
 //! A shard runs one [`Cairn`] machine, which routes each command to its domain and each event
-//! back to it. Domains arrive with their issues (inventory, matching, publishing); until then the
-//! machine is empty but complete, so the server, the CLI and the offline tools work on real data
-//! directories from the first release.
+//! back to it. Domains arrive with their issues: inventory now; matching and publishing plug in
+//! the same way (a variant in each enum and a field in the state).
 
 use crate::machine::{Decision, Stamp, StateMachine};
+use cairn_inventory::{
+    Actor, Inventory, InventoryCommand, InventoryError, InventoryEvent, InventoryReply,
+};
 use serde::{Deserialize, Serialize};
 
 /// A command to some domain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CairnCommand {}
+pub enum CairnCommand {
+    /// An inventory command and who asked.
+    Inventory {
+        /// Who asked.
+        actor: Actor,
+        /// What.
+        command: InventoryCommand,
+    },
+}
 
 /// An event of some domain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CairnEvent {}
+pub enum CairnEvent {
+    /// An inventory event.
+    Inventory(InventoryEvent),
+}
 
 /// A reply of some domain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CairnReply {}
+pub enum CairnReply {
+    /// An inventory reply.
+    Inventory(InventoryReply),
+}
 
 /// A refusal of some domain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CairnError {}
+pub enum CairnError {
+    /// An inventory refusal.
+    Inventory(InventoryError),
+}
 
 /// The state of one shard, across domains.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cairn {}
+pub struct Cairn {
+    /// Stock and reservations.
+    pub inventory: Inventory,
+}
 
 impl StateMachine for Cairn {
     type Command = CairnCommand;
@@ -38,28 +60,45 @@ impl StateMachine for Cairn {
     fn decide(
         &self,
         command: &CairnCommand,
-        _now_ms: u64,
+        now_ms: u64,
     ) -> Result<Decision<CairnEvent, CairnReply>, CairnError> {
-        match *command {}
+        match command {
+            CairnCommand::Inventory { actor, command } => {
+                let (events, reply) = self
+                    .inventory
+                    .decide(command, actor, now_ms)
+                    .map_err(CairnError::Inventory)?;
+                Ok(Decision {
+                    events: events.into_iter().map(CairnEvent::Inventory).collect(),
+                    reply: CairnReply::Inventory(reply),
+                })
+            }
+        }
     }
 
-    fn apply(&mut self, event: &CairnEvent, _stamp: Stamp) {
-        match *event {}
+    fn apply(&mut self, event: &CairnEvent, stamp: Stamp) {
+        match event {
+            CairnEvent::Inventory(event) => self.inventory.apply(event, stamp.lsn.0, stamp.at_ms),
+        }
     }
 
-    fn due(&self, _now_ms: u64, _max: usize) -> Vec<CairnEvent> {
-        Vec::new()
+    fn due(&self, now_ms: u64, max: usize) -> Vec<CairnEvent> {
+        self.inventory
+            .due(now_ms, max)
+            .into_iter()
+            .map(CairnEvent::Inventory)
+            .collect()
     }
 
     fn freeze(&self) -> Cairn {
         self.clone()
     }
 
-    fn encode_frozen(frozen: &Cairn, out: &mut Vec<u8>) {
-        // An empty struct has an empty encoding; postcard cannot fail on it.
-        if let Ok(bytes) = postcard::to_stdvec(frozen) {
-            out.extend_from_slice(&bytes);
-        }
+    fn encode_frozen(frozen: &Cairn, out: &mut Vec<u8>) -> Result<(), String> {
+        let bytes =
+            postcard::to_stdvec(frozen).map_err(|e| format!("shard state does not encode: {e}"))?;
+        out.extend_from_slice(&bytes);
+        Ok(())
     }
 
     fn restore(bytes: &[u8]) -> Result<Cairn, String> {
@@ -67,6 +106,6 @@ impl StateMachine for Cairn {
     }
 
     fn summary(&self) -> String {
-        "no domain state".to_string()
+        format!("inventory: {}", self.inventory.summary())
     }
 }

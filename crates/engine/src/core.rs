@@ -38,7 +38,7 @@ impl<M: StateMachine> FrozenCore<M> {
     /// Encoding failure (a bug in a type's `Serialize`).
     pub fn encode(&self) -> Result<Vec<u8>, String> {
         let mut machine = Vec::new();
-        M::encode_frozen(&self.machine, &mut machine);
+        M::encode_frozen(&self.machine, &mut machine)?;
         envelope::encode(&SnapshotBody {
             machine,
             requests: self.requests.clone(),

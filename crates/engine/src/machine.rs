@@ -60,7 +60,10 @@ pub trait StateMachine: Sized + Send + 'static {
     fn freeze(&self) -> Self::Frozen;
 
     /// The canonical encoding of a frozen state: equal states give equal bytes.
-    fn encode_frozen(frozen: &Self::Frozen, out: &mut Vec<u8>);
+    ///
+    /// # Errors
+    /// The state cannot be encoded (a bug in a type's `Serialize`).
+    fn encode_frozen(frozen: &Self::Frozen, out: &mut Vec<u8>) -> Result<(), String>;
 
     /// Rebuilds a state from [`StateMachine::encode_frozen`]'s bytes.
     ///
@@ -72,9 +75,12 @@ pub trait StateMachine: Sized + Send + 'static {
     fn summary(&self) -> String;
 
     /// The hash of the canonical encoding of the state.
-    fn state_hash(&self) -> [u8; 32] {
+    ///
+    /// # Errors
+    /// As [`StateMachine::encode_frozen`].
+    fn state_hash(&self) -> Result<[u8; 32], String> {
         let mut bytes = Vec::new();
-        Self::encode_frozen(&self.freeze(), &mut bytes);
-        *blake3::hash(&bytes).as_bytes()
+        Self::encode_frozen(&self.freeze(), &mut bytes)?;
+        Ok(*blake3::hash(&bytes).as_bytes())
     }
 }

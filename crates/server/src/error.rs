@@ -32,6 +32,33 @@ impl ApiError {
         }
     }
 
+    /// Replaces the code (for domain codes such as `insufficient_stock`).
+    #[must_use]
+    pub fn with_code(mut self, code: &'static str) -> ApiError {
+        self.code = code;
+        self
+    }
+
+    /// Replaces the status.
+    #[must_use]
+    pub fn with_status(mut self, status: u16) -> ApiError {
+        self.status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+        self
+    }
+
+    /// A bug on the server's side (500): never for anything a client sent.
+    #[must_use]
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        let message = message.into();
+        tracing::error!(%message, "internal error");
+        ApiError {
+            code: "internal",
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message,
+            details: json!({}),
+        }
+    }
+
     /// Adds details.
     #[must_use]
     pub fn with_details(mut self, details: Value) -> ApiError {

@@ -5,8 +5,11 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+mod body;
 pub mod error;
+mod inventory;
 mod routes;
+pub mod session;
 
 pub use auth::{AdminToken, admin_token};
 

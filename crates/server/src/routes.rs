@@ -18,6 +18,10 @@ pub(crate) fn router(app: App) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .merge(crate::inventory::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::body::BODY_BYTES_MAX,
+        ))
         .fallback(not_found)
         .with_state(app)
 }

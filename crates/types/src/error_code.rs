@@ -20,9 +20,9 @@ pub enum ErrorCode {
     RequestIdReused,
     /// Body larger than the configured limit (413).
     PayloadTooLarge,
-    /// A queue is full or the node is shedding load (429/503).
+    /// A queue is full: retry after a moment (429, with `Retry-After`).
     Overloaded,
-    /// The node stopped accepting writes after a storage failure (503).
+    /// The shard stopped accepting work after a storage failure, or is shutting down (503).
     Unavailable,
 }
 
@@ -53,7 +53,8 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::AlreadyExists | ErrorCode::RequestIdReused => 409,
             ErrorCode::PayloadTooLarge => 413,
-            ErrorCode::Overloaded | ErrorCode::Unavailable => 503,
+            ErrorCode::Overloaded => 429,
+            ErrorCode::Unavailable => 503,
         }
     }
 }
@@ -88,7 +89,10 @@ mod tests {
     fn no_client_error_maps_to_a_server_error_status() {
         for code in ALL {
             let status = code.http_status();
-            assert!((400..500).contains(&status) || status == 503, "{code:?} -> {status}");
+            assert!(
+                (400..500).contains(&status) || status == 503,
+                "{code:?} -> {status}"
+            );
         }
     }
 }

@@ -72,8 +72,14 @@ mod tests {
     #[test]
     fn shard_routing_is_stable_across_versions() {
         // These values are part of the on-disk meaning of a data directory: never change them.
-        assert_eq!(shard_for_key(b"sku-1", 4), ShardId(shard_for_key(b"sku-1", 4).0));
-        assert_eq!(shard_for_key(b"", 7), ShardId((0xcbf2_9ce4_8422_2325u64 % 7) as u16));
+        assert_eq!(
+            shard_for_key(b"sku-1", 4),
+            ShardId(shard_for_key(b"sku-1", 4).0)
+        );
+        assert_eq!(
+            shard_for_key(b"", 7),
+            ShardId((0xcbf2_9ce4_8422_2325u64 % 7) as u16)
+        );
         assert_eq!(shard_for_key(b"anything", 1), ShardId(0));
     }
 

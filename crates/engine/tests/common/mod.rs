@@ -229,8 +229,9 @@ impl StateMachine for Ledger {
         self.clone()
     }
 
-    fn encode_frozen(frozen: &Ledger, out: &mut Vec<u8>) {
-        out.extend_from_slice(&postcard::to_stdvec(frozen).expect("a ledger encodes"));
+    fn encode_frozen(frozen: &Ledger, out: &mut Vec<u8>) -> Result<(), String> {
+        out.extend_from_slice(&postcard::to_stdvec(frozen).map_err(|e| e.to_string())?);
+        Ok(())
     }
 
     fn restore(bytes: &[u8]) -> Result<Self, String> {

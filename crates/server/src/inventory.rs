@@ -1,0 +1,410 @@
+//! The inventory endpoints of API.md: requests in, engine commands out, replies back.
+
+use crate::App;
+use crate::body::JsonBody;
+use crate::error::ApiError;
+use crate::session::{Caller, outcome_error, submit};
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cairn_engine::RequestKey;
+use cairn_engine::cairn::{Cairn, CairnCommand, CairnReply};
+use cairn_inventory::{
+    Actor, InventoryCommand, InventoryReply, LineRequest, RESERVATION_TTL_MS_DEFAULT,
+    ReservationView, validate,
+};
+use cairn_types::{ErrorCode, ShardId, shard_for_key};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+pub(crate) fn routes() -> Router<App> {
+    Router::new()
+        .route("/v1/inventory/adjustments", post(adjust))
+        .route("/v1/inventory/counts", post(count))
+        .route("/v1/inventory/policies", post(policy))
+        .route("/v1/inventory/reservations", post(reserve))
+        .route("/v1/inventory/reservations/{id}", get(get_reservation))
+        .route("/v1/inventory/reservations/{id}/confirm", post(confirm))
+        .route("/v1/inventory/reservations/{id}/release", post(release))
+        .route("/v1/inventory/items/{sku}", get(get_item))
+        .route("/v1/inventory/items/{sku}/history", get(history))
+}
+
+#[derive(Deserialize, Serialize)]
+struct AdjustBody {
+    request_id: String,
+    sku: String,
+    location: String,
+    delta: i64,
+    reason: String,
+}
+
+#[derive(Deserialize, Serialize)]
+struct CountBody {
+    request_id: String,
+    sku: String,
+    location: String,
+    on_hand: i64,
+    expected_on_hand: Option<i64>,
+}
+
+#[derive(Deserialize, Serialize)]
+struct PolicyBody {
+    request_id: String,
+    sku: String,
+    location: String,
+    safety_stock: Option<i64>,
+    backorder_limit: Option<i64>,
+}
+
+#[derive(Deserialize, Serialize)]
+struct LineBody {
+    sku: String,
+    location: Option<String>,
+    qty: i64,
+}
+
+#[derive(Deserialize, Serialize)]
+struct ReserveBody {
+    request_id: String,
+    order_id: String,
+    lines: Vec<LineBody>,
+    ttl_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Serialize)]
+struct FinishBody {
+    request_id: String,
+}
+
+fn bad(message: String) -> ApiError {
+    ApiError::new(ErrorCode::InvalidArgument, message)
+}
+
+/// The idempotency key: the request id and a fingerprint of the operation and its body.
+fn request_key(
+    request_id: &str,
+    operation: &str,
+    body: &impl Serialize,
+) -> Result<RequestKey, ApiError> {
+    validate::identifier("request_id", request_id).map_err(bad)?;
+    let mut canonical = operation.as_bytes().to_vec();
+    canonical.extend(
+        postcard::to_stdvec(body).map_err(|e| bad(format!("cannot encode the request: {e}")))?,
+    );
+    Ok(RequestKey::new(request_id, &canonical))
+}
+
+fn actor(caller: &Caller, request_id: &str) -> Actor {
+    Actor {
+        name: caller.name.clone(),
+        request_id: Some(request_id.to_string()),
+    }
+}
+
+fn item_shard(app: &App, sku: &str) -> ShardId {
+    shard_for_key(sku.as_bytes(), app.engine.shard_count())
+}
+
+async fn item_command(
+    app: &App,
+    caller: &Caller,
+    sku: &str,
+    key: RequestKey,
+    command: InventoryCommand,
+) -> Result<Response, ApiError> {
+    let shard = item_shard(app, sku);
+    let request_id = key.id.clone();
+    let command = CairnCommand::Inventory {
+        actor: actor(caller, &request_id),
+        command,
+    };
+    let committed = submit(app, shard, command, Some(key)).await?;
+    match committed.reply {
+        CairnReply::Inventory(InventoryReply::Item(item)) => {
+            Ok(Json(json!({"lsn": committed.lsn.0, "item": item})).into_response())
+        }
+        CairnReply::Inventory(InventoryReply::Reservation(_)) => Err(ApiError::internal(
+            "an item command replied with a reservation",
+        )),
+    }
+}
+
+async fn adjust(
+    State(app): State<App>,
+    caller: Caller,
+    JsonBody(body): JsonBody<AdjustBody>,
+) -> Result<Response, ApiError> {
+    caller.require_operator()?;
+    let key = request_key(&body.request_id, "adjust", &body)?;
+    validate::identifier("sku", &body.sku).map_err(bad)?;
+    validate::identifier("location", &body.location).map_err(bad)?;
+    validate::delta(body.delta).map_err(bad)?;
+    validate::reason(&body.reason).map_err(bad)?;
+    let command = InventoryCommand::Adjust {
+        sku: body.sku.clone(),
+        location: body.location,
+        delta: body.delta,
+        reason: body.reason,
+    };
+    item_command(&app, &caller, &body.sku, key, command).await
+}
+
+async fn count(
+    State(app): State<App>,
+    caller: Caller,
+    JsonBody(body): JsonBody<CountBody>,
+) -> Result<Response, ApiError> {
+    caller.require_operator()?;
+    let key = request_key(&body.request_id, "count", &body)?;
+    validate::identifier("sku", &body.sku).map_err(bad)?;
+    validate::identifier("location", &body.location).map_err(bad)?;
+    validate::level("on_hand", body.on_hand).map_err(bad)?;
+    if let Some(expected) = body.expected_on_hand {
+        validate::level("expected_on_hand", expected).map_err(bad)?;
+    }
+    let command = InventoryCommand::Count {
+        sku: body.sku.clone(),
+        location: body.location,
+        on_hand: body.on_hand,
+        expected_on_hand: body.expected_on_hand,
+    };
+    item_command(&app, &caller, &body.sku, key, command).await
+}
+
+async fn policy(
+    State(app): State<App>,
+    caller: Caller,
+    JsonBody(body): JsonBody<PolicyBody>,
+) -> Result<Response, ApiError> {
+    caller.require_operator()?;
+    let key = request_key(&body.request_id, "policy", &body)?;
+    validate::identifier("sku", &body.sku).map_err(bad)?;
+    validate::identifier("location", &body.location).map_err(bad)?;
+    for (field, value) in [
+        ("safety_stock", body.safety_stock),
+        ("backorder_limit", body.backorder_limit),
+    ] {
+        if let Some(value) = value {
+            validate::level(field, value).map_err(bad)?;
+        }
+    }
+    let command = InventoryCommand::SetPolicy {
+        sku: body.sku.clone(),
+        location: body.location,
+        safety_stock: body.safety_stock,
+        backorder_limit: body.backorder_limit,
+    };
+    item_command(&app, &caller, &body.sku, key, command).await
+}
+
+/// The public id of a reservation: its shard and its number there, `"{shard}-{number}"`.
+fn public_id(shard: ShardId, reservation_id: u64) -> String {
+    format!("{}-{reservation_id}", shard.0)
+}
+
+fn parse_id(app: &App, id: &str) -> Result<(ShardId, u64), ApiError> {
+    let not_found = || ApiError::new(ErrorCode::NotFound, format!("reservation {id} not found"));
+    let (shard, number) = id.split_once('-').ok_or_else(not_found)?;
+    let shard: u16 = shard.parse().map_err(|_| not_found())?;
+    let number: u64 = number.parse().map_err(|_| not_found())?;
+    if shard >= app.engine.shard_count() {
+        return Err(not_found());
+    }
+    Ok((ShardId(shard), number))
+}
+
+fn reservation_json(shard: ShardId, view: &ReservationView) -> serde_json::Value {
+    json!({
+        "reservation_id": public_id(shard, view.reservation_id),
+        "order_id": view.order_id,
+        "state": view.state,
+        "expires_at_ms": view.expires_at_ms,
+        "lines": view.lines,
+    })
+}
+
+async fn reserve(
+    State(app): State<App>,
+    caller: Caller,
+    JsonBody(body): JsonBody<ReserveBody>,
+) -> Result<Response, ApiError> {
+    caller.require_client()?;
+    let key = request_key(&body.request_id, "reserve", &body)?;
+    validate::identifier("order_id", &body.order_id).map_err(bad)?;
+    validate::line_count(body.lines.len()).map_err(bad)?;
+    let ttl_ms = body.ttl_ms.unwrap_or(RESERVATION_TTL_MS_DEFAULT);
+    validate::ttl_ms(ttl_ms).map_err(bad)?;
+    let mut lines = Vec::with_capacity(body.lines.len());
+    for line in &body.lines {
+        validate::identifier("sku", &line.sku).map_err(bad)?;
+        if let Some(location) = &line.location {
+            validate::identifier("location", location).map_err(bad)?;
+        }
+        validate::positive_qty("qty", line.qty).map_err(bad)?;
+        lines.push(LineRequest {
+            sku: line.sku.clone(),
+            location: line.location.clone(),
+            qty: line.qty,
+        });
+    }
+    let shard = item_shard(&app, &lines[0].sku);
+    if lines
+        .iter()
+        .any(|line| item_shard(&app, &line.sku) != shard)
+    {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            "the lines' SKUs live on different shards; multi-shard reservations (two-phase commit) are not in this build",
+        )
+        .with_code("cross_shard_unsupported"));
+    }
+    let command = InventoryCommand::Reserve {
+        order_id: body.order_id.clone(),
+        lines,
+        ttl_ms,
+    };
+    let command = CairnCommand::Inventory {
+        actor: actor(&caller, &body.request_id),
+        command,
+    };
+    let committed = submit(&app, shard, command, Some(key)).await?;
+    let CairnReply::Inventory(InventoryReply::Reservation(view)) = committed.reply else {
+        return Err(ApiError::internal("a reservation replied with an item"));
+    };
+    let mut reply = reservation_json(shard, &view);
+    reply["lsn"] = json!(committed.lsn.0);
+    Ok((StatusCode::CREATED, Json(reply)).into_response())
+}
+
+async fn finish(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    body: &FinishBody,
+    confirm: bool,
+) -> Result<Response, ApiError> {
+    caller.require_client()?;
+    let operation = if confirm { "confirm" } else { "release" };
+    let key = request_key(&body.request_id, &format!("{operation}:{id}"), body)?;
+    let (shard, reservation_id) = parse_id(app, id)?;
+    let command = if confirm {
+        InventoryCommand::Confirm { reservation_id }
+    } else {
+        InventoryCommand::Release { reservation_id }
+    };
+    let command = CairnCommand::Inventory {
+        actor: actor(caller, &body.request_id),
+        command,
+    };
+    let committed = submit(app, shard, command, Some(key)).await?;
+    let CairnReply::Inventory(InventoryReply::Reservation(view)) = committed.reply else {
+        return Err(ApiError::internal(
+            "a reservation command replied with an item",
+        ));
+    };
+    let mut reply = reservation_json(shard, &view);
+    reply["lsn"] = json!(committed.lsn.0);
+    Ok(Json(reply).into_response())
+}
+
+async fn confirm(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<FinishBody>,
+) -> Result<Response, ApiError> {
+    finish(&app, &caller, &id, &body, true).await
+}
+
+async fn release(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<FinishBody>,
+) -> Result<Response, ApiError> {
+    finish(&app, &caller, &id, &body, false).await
+}
+
+async fn get_reservation(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require_viewer()?;
+    let (shard, reservation_id) = parse_id(&app, &id)?;
+    let found = crate::session::read(&app, shard, move |state: &Cairn, _| {
+        state.inventory.reservation_view(reservation_id)
+    })
+    .await?;
+    let view = found
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("reservation {id} not found")))?;
+    Ok(Json(reservation_json(shard, &view)).into_response())
+}
+
+async fn get_item(
+    State(app): State<App>,
+    caller: Caller,
+    Path(sku): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require_viewer()?;
+    validate::identifier("sku", &sku).map_err(bad)?;
+    let shard = item_shard(&app, &sku);
+    let lookup = sku.clone();
+    let found = crate::session::read(&app, shard, move |state: &Cairn, lsn| {
+        state
+            .inventory
+            .item_views(&lookup)
+            .map(|items| (items, state.inventory.total_available(&lookup), lsn))
+    })
+    .await?;
+    let (locations, total_available, lsn) = found
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("SKU {sku} was never seen")))?;
+    Ok(Json(json!({"sku": sku, "total_available": total_available, "locations": locations, "lsn": lsn.0})).into_response())
+}
+
+async fn history(
+    State(app): State<App>,
+    caller: Caller,
+    Path(sku): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require_viewer()?;
+    validate::identifier("sku", &sku).map_err(bad)?;
+    let shard = item_shard(&app, &sku);
+    let lookup = sku.clone();
+    let entries = crate::session::read(&app, shard, move |state: &Cairn, _| {
+        state
+            .inventory
+            .item_views(&lookup)
+            .map(|_| state.inventory.history(&lookup))
+    })
+    .await?
+    .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("SKU {sku} was never seen")))?;
+    let events: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|entry| {
+            let actor = entry.actor.as_ref();
+            json!({
+                "lsn": entry.lsn,
+                "at_ms": entry.at_ms,
+                "type": entry.kind,
+                "request_id": actor.and_then(|a| a.request_id.clone()),
+                "actor": actor.map(|a| a.name.clone()),
+                "location": entry.location,
+                "qty": entry.qty,
+                "reservation_id": entry.reservation_id.map(|id| public_id(shard, id)),
+                "reason": entry.reason,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"sku": sku, "events": events})).into_response())
+}
+
+impl From<cairn_engine::EngineError<cairn_engine::cairn::CairnError>> for ApiError {
+    fn from(error: cairn_engine::EngineError<cairn_engine::cairn::CairnError>) -> ApiError {
+        outcome_error(error)
+    }
+}

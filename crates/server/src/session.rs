@@ -1,0 +1,172 @@
+//! Who is calling, and the bridge from async handlers to the engine's callbacks.
+
+use crate::App;
+use crate::auth::bearer;
+use crate::error::ApiError;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use cairn_engine::cairn::{Cairn, CairnCommand, CairnError, CairnReply};
+use cairn_engine::{Committed, EngineError, RequestKey};
+use cairn_inventory::InventoryError;
+use cairn_types::{ErrorCode, Lsn, ShardId};
+use serde_json::json;
+
+/// Roles nest: each may do everything the ones before it may.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Reads and feeds.
+    Viewer,
+    /// + reservations, their confirm and release, orders and cancels.
+    Client,
+    /// + adjustments, counts, policies, markets, datasets, releases.
+    Operator,
+    /// + tokens and forcing.
+    Admin,
+}
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The token's name (the admin token is "admin").
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+}
+
+impl Caller {
+    fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role >= role {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "this needs the {role:?} role; the token has {:?}",
+                self.role
+            ),
+        ))
+    }
+
+    /// Readers and up.
+    ///
+    /// # Errors
+    /// 403.
+    pub fn require_viewer(&self) -> Result<(), ApiError> {
+        self.require(Role::Viewer)
+    }
+
+    /// Clients and up.
+    ///
+    /// # Errors
+    /// 403.
+    pub fn require_client(&self) -> Result<(), ApiError> {
+        self.require(Role::Client)
+    }
+
+    /// Operators and up.
+    ///
+    /// # Errors
+    /// 403.
+    pub fn require_operator(&self) -> Result<(), ApiError> {
+        self.require(Role::Operator)
+    }
+}
+
+impl FromRequestParts<App> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> {
+        let token = bearer(&parts.headers)?;
+        if app.admin.matches(token) {
+            return Ok(Caller {
+                name: "admin".into(),
+                role: Role::Admin,
+            });
+        }
+        Err(ApiError::new(ErrorCode::Unauthenticated, "unknown token"))
+    }
+}
+
+fn shard_of(app: &App, shard: ShardId) -> Result<&cairn_engine::Shard<Cairn>, ApiError> {
+    app.engine
+        .shard(shard)
+        .ok_or_else(|| ApiError::internal("routed to a shard that does not exist"))
+}
+
+/// Submits a command and waits for its durable outcome.
+///
+/// # Errors
+/// The refusal or engine error, as an API error.
+pub async fn submit(
+    app: &App,
+    shard: ShardId,
+    command: CairnCommand,
+    key: Option<RequestKey>,
+) -> Result<Committed<CairnReply>, ApiError> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    shard_of(app, shard)?.submit(
+        command,
+        key,
+        Box::new(move |outcome| drop(sender.send(outcome))),
+    );
+    let outcome = receiver
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Unavailable, "the shard stopped before answering"))?;
+    outcome.map_err(outcome_error)
+}
+
+/// Runs a read on the shard's state; answers once that state is durable.
+///
+/// # Errors
+/// Overloaded or unavailable.
+pub async fn read<T: Send + 'static>(
+    app: &App,
+    shard: ShardId,
+    read: impl FnOnce(&Cairn, Lsn) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    shard_of(app, shard)?.read(read, move |result| drop(sender.send(result)));
+    let result = receiver
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Unavailable, "the shard stopped before answering"))?;
+    result.map_err(outcome_error)
+}
+
+/// Maps an engine outcome error to its API error.
+pub fn outcome_error(error: EngineError<CairnError>) -> ApiError {
+    match error {
+        EngineError::Refused(CairnError::Inventory(refusal)) => inventory_error(&refusal),
+        EngineError::RequestIdReused => ApiError::new(
+            ErrorCode::RequestIdReused,
+            "this request_id was already used with a different request body",
+        ),
+        EngineError::Overloaded { queue, depth_max } => ApiError::new(
+            ErrorCode::Overloaded,
+            format!("{queue} is full ({depth_max}); retry shortly"),
+        )
+        .with_details(json!({"queue": queue, "depth_max": depth_max})),
+        EngineError::Unavailable(reason) => ApiError::new(ErrorCode::Unavailable, reason),
+        EngineError::TooLarge(reason) => ApiError::new(ErrorCode::PayloadTooLarge, reason),
+    }
+}
+
+fn inventory_error(refusal: &InventoryError) -> ApiError {
+    let details = match refusal {
+        InventoryError::InsufficientStock { lines } => json!({"lines": lines}),
+        InventoryError::CountConflict {
+            expected_on_hand,
+            on_hand,
+        } => {
+            json!({"expected_on_hand": expected_on_hand, "on_hand": on_hand})
+        }
+        InventoryError::ReservationNotActive { state, .. } => json!({"state": state}),
+        InventoryError::OrderClosed { order_id } => json!({"order_id": order_id}),
+        InventoryError::InvalidArgument(_) | InventoryError::ReservationNotFound { .. } => {
+            json!({})
+        }
+    };
+    ApiError::new(ErrorCode::InvalidArgument, refusal.message())
+        .with_code(refusal.code())
+        .with_status(refusal.http_status())
+        .with_details(details)
+}
