@@ -154,6 +154,8 @@ async fn serve(
         .with_context(|| format!("cannot listen on {http}"))?;
     let address = listener.local_addr().context("no local address")?;
     tracing::info!(%address, data_dir = %data_dir.display(), shards = engine.shard_count(), "cairn serving HTTP");
+    // A plain line that scripts and tests can wait for.
+    eprintln!("cairn listening on http://{address}");
     let engine = Arc::new(engine);
     let app = cairn_server::App {
         engine: Arc::clone(&engine),

@@ -1,0 +1,445 @@
+//! End-to-end over real HTTP against a server started in the test: the inventory endpoints,
+//! their error codes, idempotency, auth, no oversell under concurrency, expiry, and fail-stop
+//! on a failed fsync (readiness turns 503 and nothing acknowledged is lost).
+
+use cairn_engine::cairn::Cairn;
+use cairn_engine::{Engine, EngineConfig, ManualClock, ShardConfig};
+use cairn_log::storage::{CrashMode, FaultPlan, FaultStorage, MemStorage, Storage};
+use cairn_server::{AdminToken, App};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "test-admin-token";
+
+struct Server {
+    base: String,
+    client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    engine: Arc<Engine<Cairn>>,
+}
+
+impl Server {
+    async fn start(storage: Arc<dyn Storage>, clock: &ManualClock) -> Server {
+        let shard = ShardConfig {
+            clock: Arc::new(clock.clone()),
+            ..ShardConfig::default()
+        };
+        let config = EngineConfig {
+            data_dir: PathBuf::from("/srv"),
+            shard_count: Some(1),
+            shard,
+        };
+        let engine = Arc::new(
+            Engine::<Cairn>::open_on(storage, config)
+                .expect("engine opens")
+                .0,
+        );
+        let app = App {
+            engine: Arc::clone(&engine),
+            admin: Arc::new(AdminToken::from_secret(TOKEN)),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            cairn_server::run(listener, app, shutdown)
+                .await
+                .expect("server runs");
+        });
+        Server {
+            base,
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+            engine,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn stock(&self, sku: &str, location: &str, delta: i64) {
+        let id = format!("stock-{sku}-{location}-{delta}-{}", self.base);
+        let body = json!({"request_id": id, "sku": sku, "location": location, "delta": delta, "reason": "receipt"});
+        let (status, reply) = self.post("/v1/inventory/adjustments", body).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+    }
+}
+
+fn code(reply: &Value) -> &str {
+    reply["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_confirm_release_and_item_views_follow_the_contract() {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let server = Server::start(Arc::new(MemStorage::new()), &clock).await;
+    server.stock("SKU/1", "W1", 6).await;
+    server.stock("SKU/1", "W2", 4).await;
+
+    let (status, reserved) = server
+        .post(
+            "/v1/inventory/reservations",
+            json!({"request_id": "r1", "order_id": "o1", "lines": [{"sku": "SKU/1", "qty": 8}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reserved}");
+    assert_eq!(reserved["state"], "active");
+    assert_eq!(
+        reserved["expires_at_ms"],
+        json!(1_800_000_000_000u64 + 900_000)
+    );
+    let lines = reserved["lines"].as_array().expect("lines");
+    let total: i64 = lines.iter().map(|l| l["qty"].as_i64().unwrap_or(0)).sum();
+    assert_eq!(total, 8, "every unit is placed: {reserved}");
+    assert!(reserved["lsn"].as_u64().is_some_and(|lsn| lsn > 0));
+    let id = reserved["reservation_id"].as_str().expect("id").to_string();
+
+    let (status, item) = server.get("/v1/inventory/items/SKU%2F1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(item["total_available"], 2);
+    assert_eq!(item["locations"].as_array().map(Vec::len), Some(2));
+
+    let (status, fetched) = server
+        .get(&format!("/v1/inventory/reservations/{id}"))
+        .await;
+    assert_eq!(
+        (status, fetched["order_id"].as_str()),
+        (StatusCode::OK, Some("o1"))
+    );
+
+    let (status, confirmed) = server
+        .post(
+            &format!("/v1/inventory/reservations/{id}/confirm"),
+            json!({"request_id": "c1"}),
+        )
+        .await;
+    assert_eq!(
+        (status, confirmed["state"].as_str()),
+        (StatusCode::OK, Some("confirmed"))
+    );
+    let (status, again) = server
+        .post(
+            &format!("/v1/inventory/reservations/{id}/release"),
+            json!({"request_id": "x1"}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&again)),
+        (StatusCode::CONFLICT, "reservation_not_active")
+    );
+    let (_, item) = server.get("/v1/inventory/items/SKU%2F1").await;
+    let on_hand: i64 = item["locations"]
+        .as_array()
+        .expect("locations")
+        .iter()
+        .map(|l| l["on_hand"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(on_hand, 2, "confirming shipped 8 of 10");
+
+    let (status, missing) = server.get("/v1/inventory/reservations/0-999").await;
+    assert_eq!(
+        (status, code(&missing)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let (status, never) = server.get("/v1/inventory/items/never-seen").await;
+    assert_eq!((status, code(&never)), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, history) = server.get("/v1/inventory/items/SKU%2F1/history").await;
+    assert_eq!(status, StatusCode::OK);
+    let kinds: Vec<&str> = history["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"reserved") && kinds.contains(&"confirmed"),
+        "{history}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_returns_the_first_outcome_and_a_reused_id_is_refused() {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let server = Server::start(Arc::new(MemStorage::new()), &clock).await;
+    server.stock("A", "W", 5).await;
+    let body = json!({"request_id": "same", "order_id": "o1", "lines": [{"sku": "A", "location": "W", "qty": 2}]});
+    let (first_status, first) = server
+        .post("/v1/inventory/reservations", body.clone())
+        .await;
+    let (again_status, again) = server.post("/v1/inventory/reservations", body).await;
+    assert_eq!(first_status, StatusCode::CREATED);
+    assert_eq!(again_status, StatusCode::CREATED);
+    assert_eq!(first["reservation_id"], again["reservation_id"]);
+    assert_eq!(first["lsn"], again["lsn"]);
+    let (_, item) = server.get("/v1/inventory/items/A").await;
+    assert_eq!(
+        item["total_available"], 3,
+        "the retry reserved nothing more"
+    );
+    let other = json!({"request_id": "same", "order_id": "o1", "lines": [{"sku": "A", "location": "W", "qty": 3}]});
+    let (status, reused) = server.post("/v1/inventory/reservations", other).await;
+    assert_eq!(
+        (status, code(&reused)),
+        (StatusCode::CONFLICT, "request_id_reused")
+    );
+    // A refusal decided against state is remembered too.
+    let short =
+        json!({"request_id": "short", "order_id": "o2", "lines": [{"sku": "A", "qty": 50}]});
+    let (status, refused) = server
+        .post("/v1/inventory/reservations", short.clone())
+        .await;
+    assert_eq!(
+        (status, code(&refused)),
+        (StatusCode::CONFLICT, "insufficient_stock")
+    );
+    assert_eq!(refused["error"]["details"]["lines"][0]["available"], 3);
+    server.stock("A", "W", 100).await;
+    let (status, still) = server.post("/v1/inventory/reservations", short).await;
+    assert_eq!(
+        (status, code(&still)),
+        (StatusCode::CONFLICT, "insufficient_stock"),
+        "the first outcome stands"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_buyers_of_a_hundred_units_get_exactly_a_hundred() {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let server = Arc::new(Server::start(Arc::new(MemStorage::new()), &clock).await);
+    server.stock("HOT", "W", 100).await;
+    let mut tasks = Vec::new();
+    for buyer in 0..1000 {
+        let server = Arc::clone(&server);
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"request_id": format!("buy-{buyer}"), "order_id": format!("o-{buyer}"), "lines": [{"sku": "HOT", "qty": 1}]});
+            server.post("/v1/inventory/reservations", body).await
+        }));
+    }
+    let mut created = 0;
+    let mut short = 0;
+    for task in tasks {
+        let (status, reply) = task.await.expect("task");
+        match status {
+            StatusCode::CREATED => created += 1,
+            StatusCode::CONFLICT if code(&reply) == "insufficient_stock" => short += 1,
+            other => panic!("unexpected {other}: {reply}"),
+        }
+    }
+    assert_eq!((created, short), (100, 900));
+    let (_, item) = server.get("/v1/inventory/items/HOT").await;
+    assert_eq!(item["locations"][0]["reserved"], 100);
+    assert_eq!(item["total_available"], 0);
+    if let Ok(server) = Arc::try_unwrap(server) {
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_gives_stock_back_without_other_traffic() {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let server = Server::start(Arc::new(MemStorage::new()), &clock).await;
+    server.stock("A", "W", 1).await;
+    let body = json!({"request_id": "r", "order_id": "o", "lines": [{"sku": "A", "qty": 1}], "ttl_ms": 1000});
+    let (status, reserved) = server.post("/v1/inventory/reservations", body).await;
+    assert_eq!(status, StatusCode::CREATED);
+    clock.advance_ms(1000);
+    let id = reserved["reservation_id"].as_str().expect("id");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, view) = server
+            .get(&format!("/v1/inventory/reservations/{id}"))
+            .await;
+        if view["state"] == "expired" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not expired within the tick interval: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, item) = server.get("/v1/inventory/items/A").await;
+    assert_eq!(item["total_available"], 1);
+    let late = json!({"request_id": "late", "order_id": "o", "lines": [{"sku": "A", "qty": 1}]});
+    let (status, refused) = server.post("/v1/inventory/reservations", late).await;
+    assert_eq!(
+        (status, code(&refused)),
+        (StatusCode::CONFLICT, "order_closed")
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_and_missing_tokens_get_clear_errors_and_never_reach_the_log() {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let server = Server::start(Arc::new(MemStorage::new()), &clock).await;
+    let cases = [
+        json!({"request_id": "b1", "sku": "A", "location": "W", "delta": 1.5, "reason": "r"}),
+        json!({"request_id": "b2", "sku": "A", "location": "W", "delta": 0, "reason": "r"}),
+        json!({"request_id": "b3", "sku": "A", "location": "W", "delta": 9_007_199_254_740_993i64, "reason": "r"}),
+        json!({"request_id": "b4", "sku": "x".repeat(129), "location": "W", "delta": 1, "reason": "r"}),
+        json!({"request_id": "", "sku": "A", "location": "W", "delta": 1, "reason": "r"}),
+        json!({"sku": "A", "location": "W", "delta": 1, "reason": "r"}),
+        json!({"request_id": "b7", "sku": "A\u{0}", "location": "W", "delta": 1, "reason": "r"}),
+    ];
+    for body in cases {
+        let (status, reply) = server.post("/v1/inventory/adjustments", body.clone()).await;
+        assert_eq!(
+            (status, code(&reply)),
+            (StatusCode::BAD_REQUEST, "invalid_argument"),
+            "{body}"
+        );
+    }
+    for lines in [
+        json!([]),
+        json!([{"sku": "A", "qty": 0}]),
+        json!([{"sku": "A", "qty": -1}]),
+    ] {
+        let body = json!({"request_id": "rr", "order_id": "o", "lines": lines});
+        let (status, reply) = server.post("/v1/inventory/reservations", body).await;
+        assert_eq!(
+            (status, code(&reply)),
+            (StatusCode::BAD_REQUEST, "invalid_argument")
+        );
+    }
+    let huge = json!({"request_id": "big", "sku": "A", "location": "W", "delta": 1, "reason": "r".repeat(2 * 1024 * 1024)});
+    let (status, reply) = server.post("/v1/inventory/adjustments", huge).await;
+    assert_eq!(
+        (status, code(&reply)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
+    let anonymous = server
+        .client
+        .get(format!("{}/v1/inventory/items/A", server.base))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let wrong = server
+        .client
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let health = server
+        .client
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(health.status(), StatusCode::OK);
+    let shard = server.engine.shard(cairn_types::ShardId(0)).expect("shard");
+    assert_eq!(
+        shard.durable_lsn(),
+        cairn_types::Lsn(0),
+        "no refused input reached the log"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fsync_makes_the_node_unready_and_loses_nothing_acknowledged() {
+    let memory = MemStorage::new();
+    let faulty = FaultStorage::new(Arc::new(memory.clone()));
+    let clock = ManualClock::new(1_800_000_000_000);
+    let server = Server::start(Arc::new(faulty.clone()), &clock).await;
+    server.stock("A", "W", 10).await;
+    let (status, _) = server
+        .post(
+            "/v1/inventory/reservations",
+            json!({"request_id": "ok", "order_id": "o1", "lines": [{"sku": "A", "qty": 4}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    faulty.set_plan(FaultPlan {
+        fail_sync_from: Some(1),
+        ..FaultPlan::default()
+    });
+    let (status, failed) = server
+        .post(
+            "/v1/inventory/reservations",
+            json!({"request_id": "lost", "order_id": "o2", "lines": [{"sku": "A", "qty": 1}]}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&failed)),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        "{failed}"
+    );
+    let ready = server
+        .client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = ready.json().await.expect("json");
+    assert!(
+        body["stopped_shards"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("fdatasync")),
+        "{body}"
+    );
+    server.stop().await;
+
+    memory.crash(CrashMode::DropUnsynced);
+    let server = Server::start(Arc::new(memory), &clock).await;
+    let (_, item) = server.get("/v1/inventory/items/A").await;
+    assert_eq!(
+        item["locations"][0]["reserved"], 4,
+        "the acknowledged reservation is there, the failed one is not"
+    );
+    let ready = server
+        .client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ready.status(), StatusCode::OK);
+    server.stop().await;
+}
