@@ -11,7 +11,11 @@ const READ_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// What the cursor finds at its position.
 pub(crate) enum Step<'a> {
     /// An intact record (CRC checked) at `offset`, `len` bytes long.
-    Record { view: RecordView<'a>, offset: u64, len: usize },
+    Record {
+        view: RecordView<'a>,
+        offset: u64,
+        len: usize,
+    },
     /// The file ends exactly here.
     End { offset: u64 },
     /// Bytes that are not an intact record start at `offset`.
@@ -68,7 +72,9 @@ impl SegmentCursor {
         self.buf.drain(..self.pos);
         self.buf_offset += self.pos as u64;
         self.pos = 0;
-        let file_left = self.file_len.saturating_sub(self.buf_offset + self.buf.len() as u64);
+        let file_left = self
+            .file_len
+            .saturating_sub(self.buf_offset + self.buf.len() as u64);
         let want = needed.max(READ_CHUNK_BYTES).saturating_sub(self.buf.len());
         let want = usize::try_from(file_left).map_or(want, |left| want.min(left));
         if want == 0 {
@@ -79,7 +85,9 @@ impl SegmentCursor {
         let read_offset = self.buf_offset + start as u64;
         let mut filled = 0;
         while filled < want {
-            let count = self.file.read_at(read_offset + filled as u64, &mut self.buf[start + filled..])?;
+            let count = self
+                .file
+                .read_at(read_offset + filled as u64, &mut self.buf[start + filled..])?;
             if count == 0 {
                 break;
             }

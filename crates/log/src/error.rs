@@ -42,7 +42,10 @@ impl std::fmt::Display for CorruptionKind {
         match self {
             CorruptionKind::BadSegmentHeader => write!(f, "bad segment header"),
             CorruptionKind::SegmentNameMismatch { header_lsn } => {
-                write!(f, "segment header says first LSN {header_lsn}, the file name disagrees")
+                write!(
+                    f,
+                    "segment header says first LSN {header_lsn}, the file name disagrees"
+                )
             }
             CorruptionKind::BadLength => write!(f, "impossible record length"),
             CorruptionKind::BadChecksum => write!(f, "record checksum (CRC32C) mismatch"),
@@ -50,10 +53,16 @@ impl std::fmt::Display for CorruptionKind {
             CorruptionKind::ChainMismatch => write!(f, "hash chain broken"),
             CorruptionKind::TruncatedSegment => write!(f, "segment ends inside a record"),
             CorruptionKind::SegmentGap { expected } => {
-                write!(f, "segment does not continue the log (expected first LSN {expected})")
+                write!(
+                    f,
+                    "segment does not continue the log (expected first LSN {expected})"
+                )
             }
             CorruptionKind::SegmentChainMismatch => {
-                write!(f, "segment header's chain does not match the previous segment")
+                write!(
+                    f,
+                    "segment header's chain does not match the previous segment"
+                )
             }
             CorruptionKind::SnapshotMismatch => write!(f, "snapshot does not match the log"),
         }
@@ -122,6 +131,10 @@ pub enum LogError {
 
 impl LogError {
     pub(crate) fn io(op: &'static str, path: &Path, source: std::io::Error) -> LogError {
-        LogError::Io { op, path: path.to_path_buf(), source }
+        LogError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }

@@ -9,7 +9,9 @@ use crate::metrics::LogMetrics;
 use crate::record::Entry;
 use crate::writer::{LogWriter, LsnRange};
 use cairn_types::Lsn;
-use cairn_types::limits::{COMMIT_BATCH_BYTES_MAX, COMMIT_BATCH_RECORDS_MAX, RECORD_PAYLOAD_BYTES_MAX};
+use cairn_types::limits::{
+    COMMIT_BATCH_BYTES_MAX, COMMIT_BATCH_RECORDS_MAX, RECORD_PAYLOAD_BYTES_MAX,
+};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -83,7 +85,10 @@ struct Shared {
 }
 
 fn lock(shared: &Shared) -> MutexGuard<'_, Queue> {
-    shared.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    shared
+        .queue
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A log behind a writer thread.
@@ -99,8 +104,12 @@ impl GroupCommit {
     /// An I/O error if the thread cannot be spawned.
     pub fn start(writer: LogWriter, options: CommitOptions) -> Result<GroupCommit, LogError> {
         let metrics = Arc::new(LogMetrics::default());
-        metrics.written_lsn.store(writer.last_lsn().0, Ordering::Relaxed);
-        metrics.durable_lsn.store(writer.synced_lsn().0, Ordering::Relaxed);
+        metrics
+            .written_lsn
+            .store(writer.last_lsn().0, Ordering::Relaxed);
+        metrics
+            .durable_lsn
+            .store(writer.synced_lsn().0, Ordering::Relaxed);
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 items: VecDeque::new(),
@@ -117,7 +126,10 @@ impl GroupCommit {
             .name("cairn-log-writer".into())
             .spawn(move || writer_loop(writer, &thread_shared, options.durability))
             .map_err(|e| LogError::io("spawn writer", std::path::Path::new(""), e))?;
-        Ok(GroupCommit { shared, thread: Some(thread) })
+        Ok(GroupCommit {
+            shared,
+            thread: Some(thread),
+        })
     }
 
     /// Queues records; `done` runs when they are durable (or on failure). Returns their LSNs.
@@ -135,15 +147,27 @@ impl GroupCommit {
             return Err(LogError::Closed);
         }
         if queue.items.len() >= self.shared.queue_depth_max {
-            self.shared.metrics.queue_full_total.fetch_add(1, Ordering::Relaxed);
-            return Err(LogError::QueueFull { depth_max: self.shared.queue_depth_max });
+            self.shared
+                .metrics
+                .queue_full_total
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(LogError::QueueFull {
+                depth_max: self.shared.queue_depth_max,
+            });
         }
         let first = queue.next_lsn;
         let last = Lsn(first.0 + entries.len() as u64 - 1);
         queue.next_lsn = last.next();
         let range = LsnRange { first, last };
-        queue.items.push_back(Pending { range, entries, done });
-        self.shared.metrics.queue_depth.store(queue.items.len() as u64, Ordering::Relaxed);
+        queue.items.push_back(Pending {
+            range,
+            entries,
+            done,
+        });
+        self.shared
+            .metrics
+            .queue_depth
+            .store(queue.items.len() as u64, Ordering::Relaxed);
         drop(queue);
         self.shared.wake_writer.notify_one();
         Ok(range)
@@ -215,10 +239,17 @@ fn check_submission(entries: &[OwnedEntry]) -> Result<(), LogError> {
     }
     let bytes: usize = entries.iter().map(|e| e.payload.len()).sum();
     if bytes > COMMIT_BATCH_BYTES_MAX {
-        return Err(LogError::Limit(format!("{bytes} payload bytes in one submission; at most {COMMIT_BATCH_BYTES_MAX}")));
+        return Err(LogError::Limit(format!(
+            "{bytes} payload bytes in one submission; at most {COMMIT_BATCH_BYTES_MAX}"
+        )));
     }
-    if entries.iter().any(|e| e.payload.len() > RECORD_PAYLOAD_BYTES_MAX as usize) {
-        return Err(LogError::Limit(format!("a record payload is over {RECORD_PAYLOAD_BYTES_MAX} bytes")));
+    if entries
+        .iter()
+        .any(|e| e.payload.len() > RECORD_PAYLOAD_BYTES_MAX as usize)
+    {
+        return Err(LogError::Limit(format!(
+            "a record payload is over {RECORD_PAYLOAD_BYTES_MAX} bytes"
+        )));
     }
     Ok(())
 }
@@ -230,7 +261,8 @@ fn take_batch(queue: &mut Queue) -> Vec<Pending> {
     let mut bytes = 0;
     while let Some(next) = queue.items.front() {
         let next_bytes: usize = next.entries.iter().map(|e| e.payload.len()).sum();
-        let over = records + next.entries.len() > COMMIT_BATCH_RECORDS_MAX || bytes + next_bytes > COMMIT_BATCH_BYTES_MAX;
+        let over = records + next.entries.len() > COMMIT_BATCH_RECORDS_MAX
+            || bytes + next_bytes > COMMIT_BATCH_BYTES_MAX;
         if over && !batch.is_empty() {
             break;
         }
@@ -246,21 +278,30 @@ fn take_batch(queue: &mut Queue) -> Vec<Pending> {
 fn writer_loop(mut writer: LogWriter, shared: &Shared, durability: Durability) -> LogWriter {
     let sync_interval = match durability {
         Durability::Sync => None,
-        Durability::Async { sync_interval_ms } => Some(Duration::from_millis(sync_interval_ms.max(1))),
+        Durability::Async { sync_interval_ms } => {
+            Some(Duration::from_millis(sync_interval_ms.max(1)))
+        }
     };
     let mut last_sync = Instant::now();
     loop {
         let mut queue = lock(shared);
         while queue.items.is_empty() && !queue.closed {
             let Some(interval) = sync_interval else {
-                queue = shared.wake_writer.wait(queue).unwrap_or_else(std::sync::PoisonError::into_inner);
+                queue = shared
+                    .wake_writer
+                    .wait(queue)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 continue;
             };
             let unsynced = writer.synced_lsn() < writer.last_lsn();
             if unsynced && last_sync.elapsed() >= interval {
                 break;
             }
-            let wait = if unsynced { interval.saturating_sub(last_sync.elapsed()) } else { interval };
+            let wait = if unsynced {
+                interval.saturating_sub(last_sync.elapsed())
+            } else {
+                interval
+            };
             let (guard, _) = shared
                 .wake_writer
                 .wait_timeout(queue, wait)
@@ -269,17 +310,27 @@ fn writer_loop(mut writer: LogWriter, shared: &Shared, durability: Durability) -
         }
         let batch = take_batch(&mut queue);
         let closing = queue.closed && queue.items.is_empty();
-        shared.metrics.queue_depth.store(queue.items.len() as u64, Ordering::Relaxed);
+        shared
+            .metrics
+            .queue_depth
+            .store(queue.items.len() as u64, Ordering::Relaxed);
         drop(queue);
         let due = sync_interval.is_none_or(|interval| last_sync.elapsed() >= interval) || closing;
         let result = write_batch(&mut writer, shared, &batch, due);
         if due && result.is_ok() {
             last_sync = Instant::now();
         }
-        finish(shared, batch, result.as_ref().map(|_| ()).map_err(ToString::to_string), sync_interval.is_some());
-        if let Err(error) = result {
+        // Refuse new work before telling anyone of the failure: a submitter that has seen it must
+        // find the log stopped, not have its next submission queued and failed later.
+        if let Err(error) = &result {
             fail_all(shared, &error.to_string());
         }
+        finish(
+            shared,
+            batch,
+            result.as_ref().map(|_| ()).map_err(ToString::to_string),
+            sync_interval.is_some(),
+        );
         if closing {
             return writer;
         }
@@ -287,29 +338,63 @@ fn writer_loop(mut writer: LogWriter, shared: &Shared, durability: Durability) -
 }
 
 /// Writes a batch and, when due, syncs. In `sync` mode it is always due.
-fn write_batch(writer: &mut LogWriter, shared: &Shared, batch: &[Pending], sync_due: bool) -> Result<(), LogError> {
+fn write_batch(
+    writer: &mut LogWriter,
+    shared: &Shared,
+    batch: &[Pending],
+    sync_due: bool,
+) -> Result<(), LogError> {
     let entries: Vec<Entry<'_>> = batch
         .iter()
         .flat_map(|p| p.entries.iter())
-        .map(|e| Entry { timestamp_ms: e.timestamp_ms, record_type: e.record_type, payload: &e.payload })
+        .map(|e| Entry {
+            timestamp_ms: e.timestamp_ms,
+            record_type: e.record_type,
+            payload: &e.payload,
+        })
         .collect();
     if !entries.is_empty() {
         let range = writer.append(&entries)?;
-        let expected_first = batch.iter().map(|p| p.range.first).min().unwrap_or(range.first);
-        assert_eq!(range.first, expected_first, "writer LSNs diverged from the queue's");
-        let bytes = entries.iter().map(|e| crate::record::encoded_len(e.payload.len()) as u64).sum();
-        shared.metrics.records_written.fetch_add(entries.len() as u64, Ordering::Relaxed);
-        shared.metrics.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+        let expected_first = batch
+            .iter()
+            .map(|p| p.range.first)
+            .min()
+            .unwrap_or(range.first);
+        assert_eq!(
+            range.first, expected_first,
+            "writer LSNs diverged from the queue's"
+        );
+        let bytes = entries
+            .iter()
+            .map(|e| crate::record::encoded_len(e.payload.len()) as u64)
+            .sum();
+        shared
+            .metrics
+            .records_written
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        shared
+            .metrics
+            .bytes_written
+            .fetch_add(bytes, Ordering::Relaxed);
         shared.metrics.batches.fetch_add(1, Ordering::Relaxed);
-        shared.metrics.batch_records.observe_us(entries.len() as u64);
-        shared.metrics.written_lsn.store(range.last.0, Ordering::Release);
+        shared
+            .metrics
+            .batch_records
+            .observe_us(entries.len() as u64);
+        shared
+            .metrics
+            .written_lsn
+            .store(range.last.0, Ordering::Release);
     }
     if sync_due && writer.synced_lsn() < writer.last_lsn() {
         let started = Instant::now();
         writer.sync()?;
         let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         shared.metrics.fsync_latency.observe_us(elapsed_us);
-        shared.metrics.durable_lsn.store(writer.synced_lsn().0, Ordering::Release);
+        shared
+            .metrics
+            .durable_lsn
+            .store(writer.synced_lsn().0, Ordering::Release);
     }
     Ok(())
 }
@@ -320,7 +405,10 @@ fn finish(shared: &Shared, batch: Vec<Pending>, result: Result<(), String>, asyn
     for pending in batch {
         let outcome = match &result {
             Ok(()) => {
-                debug_assert!(asynchronous || pending.range.last <= durable, "completed before durable");
+                debug_assert!(
+                    asynchronous || pending.range.last <= durable,
+                    "completed before durable"
+                );
                 Ok(pending.range.last)
             }
             Err(reason) => Err(LogError::Stopped(reason.clone())),

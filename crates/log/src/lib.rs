@@ -49,7 +49,9 @@ pub fn open_log(
     replay: &mut dyn FnMut(&RecordView<'_>) -> Result<(), LogError>,
 ) -> Result<(LogWriter, ScanOutcome), LogError> {
     options.validate()?;
-    storage.create_dir_all(dir).map_err(|e| LogError::io("create dir", dir, e))?;
+    storage
+        .create_dir_all(dir)
+        .map_err(|e| LogError::io("create dir", dir, e))?;
     let outcome = scan::scan(storage.as_ref(), dir, start, replay, &mut |_| {})?;
     if let Some(torn) = &outcome.torn_tail {
         tracing::warn!(

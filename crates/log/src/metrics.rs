@@ -3,8 +3,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Upper bounds of the latency histogram buckets, in microseconds (the last bucket is +Inf).
-pub const LATENCY_BUCKETS_US: [u64; 14] =
-    [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 5_000_000];
+pub const LATENCY_BUCKETS_US: [u64; 14] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+    5_000_000,
+];
 
 /// A fixed-bucket histogram of durations, in the Prometheus shape (cumulative on export).
 #[derive(Debug, Default)]
@@ -18,7 +20,10 @@ pub struct Histogram {
 impl Histogram {
     /// Records one observation.
     pub fn observe_us(&self, value_us: u64) {
-        let index = LATENCY_BUCKETS_US.iter().position(|&bound| value_us <= bound).unwrap_or(LATENCY_BUCKETS_US.len());
+        let index = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&bound| value_us <= bound)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
         self.buckets[index].fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(value_us, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
@@ -97,6 +102,8 @@ impl LogMetrics {
     /// Records acknowledged but not yet durable (non-zero only in `async` mode): the loss window.
     #[must_use]
     pub fn unsynced_records(&self) -> u64 {
-        self.written_lsn.load(Ordering::Relaxed).saturating_sub(self.durable_lsn.load(Ordering::Relaxed))
+        self.written_lsn
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.durable_lsn.load(Ordering::Relaxed))
     }
 }

@@ -24,7 +24,12 @@ impl LogReader {
     /// A reader whose first record will be `from_lsn` (`Lsn(0)` means the first record).
     #[must_use]
     pub fn new(storage: Arc<dyn Storage>, dir: &Path, from_lsn: Lsn) -> LogReader {
-        LogReader { storage, dir: dir.to_path_buf(), next_lsn: from_lsn.max(Lsn(1)), open: None }
+        LogReader {
+            storage,
+            dir: dir.to_path_buf(),
+            next_lsn: from_lsn.max(Lsn(1)),
+            open: None,
+        }
     }
 
     /// The LSN the next record will have.
@@ -45,8 +50,12 @@ impl LogReader {
             if self.open.is_none() && !self.open_segment()? {
                 return Ok(None);
             }
-            let Some((segment, cursor)) = self.open.as_mut() else { return Ok(None) };
-            let step = cursor.peek().map_err(|e| LogError::io("read", &segment.path, e))?;
+            let Some((segment, cursor)) = self.open.as_mut() else {
+                return Ok(None);
+            };
+            let step = cursor
+                .peek()
+                .map_err(|e| LogError::io("read", &segment.path, e))?;
             match step {
                 Step::Record { view, len, offset } => {
                     if view.lsn < self.next_lsn {
@@ -62,13 +71,22 @@ impl LogReader {
                     self.next_lsn = record.lsn.next();
                     return Ok(Some(record));
                 }
-                Step::End { .. } | Step::Fault { fault: DecodeFault::Incomplete { .. }, .. } => {
+                Step::End { .. }
+                | Step::Fault {
+                    fault: DecodeFault::Incomplete { .. },
+                    ..
+                } => {
                     let before = cursor.file_len();
-                    cursor.refresh_len().map_err(|e| LogError::io("stat", &segment.path, e))?;
+                    cursor
+                        .refresh_len()
+                        .map_err(|e| LogError::io("stat", &segment.path, e))?;
                     if cursor.file_len() > before {
                         continue;
                     }
-                    if self.next_segment_exists()? {
+                    // An open segment that starts at `next_lsn` is the one that will hold it (it
+                    // is empty so far): moving to "the next segment" would reopen it forever.
+                    let in_older_segment = segment.first_lsn < self.next_lsn;
+                    if in_older_segment && self.next_segment_exists()? {
                         self.open = None;
                         continue;
                     }
@@ -94,7 +112,12 @@ impl LogReader {
     /// Opens the segment that holds `next_lsn`; false when there is none.
     fn open_segment(&mut self) -> Result<bool, LogError> {
         let segments = list_segments(self.storage.as_ref(), &self.dir)?;
-        let Some(segment) = segments.iter().rev().find(|s| s.first_lsn <= self.next_lsn).cloned() else {
+        let Some(segment) = segments
+            .iter()
+            .rev()
+            .find(|s| s.first_lsn <= self.next_lsn)
+            .cloned()
+        else {
             return Ok(false);
         };
         let file = self
@@ -102,12 +125,18 @@ impl LogReader {
             .open(&segment.path, OpenMode::Read)
             .map_err(|e| LogError::io("open", &segment.path, e))?;
         crate::segment::read_header(file.as_ref(), &segment)?;
-        let cursor = SegmentCursor::new(file).map_err(|e| LogError::io("read", &segment.path, e))?;
+        let cursor =
+            SegmentCursor::new(file).map_err(|e| LogError::io("read", &segment.path, e))?;
         self.open = Some((segment, cursor));
         Ok(true)
     }
 }
 
 fn corrupt(path: &Path, offset: u64, lsn: Lsn, kind: CorruptionKind) -> LogError {
-    LogError::Corruption(Corruption { path: path.to_path_buf(), offset, lsn, kind })
+    LogError::Corruption(Corruption {
+        path: path.to_path_buf(),
+        offset,
+        lsn,
+        kind,
+    })
 }

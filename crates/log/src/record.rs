@@ -142,9 +142,15 @@ pub fn encode_into(
     prev: &ChainHash,
 ) -> ChainHash {
     let payload_len = u32::try_from(entry.payload.len()).unwrap_or(u32::MAX);
-    assert!(payload_len <= RECORD_PAYLOAD_BYTES_MAX, "payload over the limit reached the log");
+    assert!(
+        payload_len <= RECORD_PAYLOAD_BYTES_MAX,
+        "payload over the limit reached the log"
+    );
     assert!(lsn > Lsn::ZERO, "LSNs start at 1");
-    assert!(synced_lsn < lsn, "a record cannot be durable before it is written");
+    assert!(
+        synced_lsn < lsn,
+        "a record cannot be durable before it is written"
+    );
     let start = out.len();
     out.extend_from_slice(&payload_len.to_le_bytes());
     out.extend_from_slice(&[0u8; 4]);
@@ -179,7 +185,9 @@ fn u64_at(buf: &[u8], at: usize) -> u64 {
 /// A [`DecodeFault`] when the bytes are not a whole, intact record.
 pub fn decode(buf: &[u8]) -> Result<(RecordView<'_>, usize), DecodeFault> {
     if buf.len() < RECORD_HEADER_BYTES {
-        return Err(DecodeFault::Incomplete { needed: RECORD_OVERHEAD_BYTES });
+        return Err(DecodeFault::Incomplete {
+            needed: RECORD_OVERHEAD_BYTES,
+        });
     }
     let payload_len = u32_at(buf, 0);
     if payload_len > RECORD_PAYLOAD_BYTES_MAX {
@@ -228,7 +236,11 @@ mod tests {
     use super::*;
 
     fn entry(payload: &[u8]) -> Entry<'_> {
-        Entry { timestamp_ms: 1_700_000_000_000, record_type: 7, payload }
+        Entry {
+            timestamp_ms: 1_700_000_000_000,
+            record_type: 7,
+            payload,
+        }
     }
 
     #[test]
@@ -255,12 +267,21 @@ mod tests {
     #[test]
     fn every_flipped_bit_is_caught() {
         let mut out = Vec::new();
-        encode_into(&mut out, Lsn(9), Lsn(3), &entry(b"payload bytes"), &GENESIS_CHAIN);
+        encode_into(
+            &mut out,
+            Lsn(9),
+            Lsn(3),
+            &entry(b"payload bytes"),
+            &GENESIS_CHAIN,
+        );
         for byte in 0..out.len() {
             for bit in 0..8 {
                 let mut damaged = out.clone();
                 damaged[byte] ^= 1 << bit;
-                assert!(decode(&damaged).is_err(), "flip at byte {byte} bit {bit} went unseen");
+                assert!(
+                    decode(&damaged).is_err(),
+                    "flip at byte {byte} bit {bit} went unseen"
+                );
             }
         }
     }
@@ -270,7 +291,10 @@ mod tests {
         let mut out = Vec::new();
         encode_into(&mut out, Lsn(1), Lsn(0), &entry(b"abc"), &GENESIS_CHAIN);
         for cut in 0..out.len() {
-            assert!(matches!(decode(&out[..cut]), Err(DecodeFault::Incomplete { .. })));
+            assert!(matches!(
+                decode(&out[..cut]),
+                Err(DecodeFault::Incomplete { .. })
+            ));
         }
     }
 

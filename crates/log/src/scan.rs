@@ -27,7 +27,10 @@ pub struct ScanStart {
 
 impl ScanStart {
     /// Start at the beginning of the log.
-    pub const ZERO: ScanStart = ScanStart { after_lsn: Lsn::ZERO, chain: GENESIS_CHAIN };
+    pub const ZERO: ScanStart = ScanStart {
+        after_lsn: Lsn::ZERO,
+        chain: GENESIS_CHAIN,
+    };
 }
 
 /// A torn tail found at the end of the newest segment.
@@ -72,7 +75,12 @@ struct Walk<'a> {
 }
 
 fn corruption(path: &Path, offset: u64, lsn: Lsn, kind: CorruptionKind) -> LogError {
-    LogError::Corruption(Corruption { path: path.to_path_buf(), offset, lsn, kind })
+    LogError::Corruption(Corruption {
+        path: path.to_path_buf(),
+        offset,
+        lsn,
+        kind,
+    })
 }
 
 /// Scans the log in `dir`, calling `visit` for every record after `start` in LSN order and
@@ -90,18 +98,35 @@ pub fn scan(
     let segments = list_segments(storage, dir)?;
     let first_needed = start.after_lsn.next();
     // The segment holding `after_lsn + 1`, or the newest one when the log ends at `after_lsn`.
-    let start_index = segments.iter().rposition(|s| s.first_lsn <= first_needed).unwrap_or(0);
+    let mut start_index = segments
+        .iter()
+        .rposition(|s| s.first_lsn <= first_needed)
+        .unwrap_or(0);
+    // When `after_lsn + 1` starts a segment, start one segment earlier, at the record `after_lsn`
+    // itself: the segment after it may be empty (a roll with nothing written yet) or have no
+    // durable header (a crash during the roll), and both are handled as at any segment boundary.
+    if start_index > 0 && segments[start_index].first_lsn == first_needed {
+        start_index -= 1;
+    }
     let mut walk = Walk {
         start,
         expected_lsn: Lsn(1),
         chain: GENESIS_CHAIN,
         visit,
         progress,
-        outcome: ScanOutcome { segments: segments.clone(), ..ScanOutcome::default() },
+        outcome: ScanOutcome {
+            segments: segments.clone(),
+            ..ScanOutcome::default()
+        },
     };
     if segments.is_empty() {
         if start.after_lsn != Lsn::ZERO {
-            return Err(corruption(dir, 0, start.after_lsn, CorruptionKind::SnapshotMismatch));
+            return Err(corruption(
+                dir,
+                0,
+                start.after_lsn,
+                CorruptionKind::SnapshotMismatch,
+            ));
         }
         return Ok(walk.outcome);
     }
@@ -119,7 +144,12 @@ pub fn scan(
     }
     if walk.outcome.last_lsn < start.after_lsn {
         let path = &segments[segments.len() - 1].path;
-        return Err(corruption(path, walk.outcome.tail_offset, start.after_lsn, CorruptionKind::SnapshotMismatch));
+        return Err(corruption(
+            path,
+            walk.outcome.tail_offset,
+            start.after_lsn,
+            CorruptionKind::SnapshotMismatch,
+        ));
     }
     Ok(walk.outcome)
 }
@@ -133,7 +163,9 @@ impl Walk<'_> {
         newest: bool,
     ) -> Result<(), LogError> {
         let path = &segment.path;
-        let file = storage.open(path, OpenMode::Read).map_err(|e| LogError::io("open", path, e))?;
+        let file = storage
+            .open(path, OpenMode::Read)
+            .map_err(|e| LogError::io("open", path, e))?;
         let file_len = file.len().map_err(|e| LogError::io("stat", path, e))?;
         let header = match read_header(file.as_ref(), segment) {
             Ok(header) => header,
@@ -153,7 +185,12 @@ impl Walk<'_> {
             self.expected_lsn = header.first_lsn;
             self.chain = header.prev_chain;
             if header.first_lsn == Lsn(1) && header.prev_chain != GENESIS_CHAIN {
-                return Err(corruption(path, 0, Lsn(1), CorruptionKind::SegmentChainMismatch));
+                return Err(corruption(
+                    path,
+                    0,
+                    Lsn(1),
+                    CorruptionKind::SegmentChainMismatch,
+                ));
             }
         } else {
             if header.first_lsn != self.expected_lsn {
@@ -161,11 +198,18 @@ impl Walk<'_> {
                     path,
                     0,
                     header.first_lsn,
-                    CorruptionKind::SegmentGap { expected: self.expected_lsn },
+                    CorruptionKind::SegmentGap {
+                        expected: self.expected_lsn,
+                    },
                 ));
             }
             if header.prev_chain != self.chain {
-                return Err(corruption(path, 0, header.first_lsn, CorruptionKind::SegmentChainMismatch));
+                return Err(corruption(
+                    path,
+                    0,
+                    header.first_lsn,
+                    CorruptionKind::SegmentChainMismatch,
+                ));
             }
         }
         self.check_snapshot_point(path, 0)?;
@@ -188,12 +232,28 @@ impl Walk<'_> {
         }
     }
 
-    fn record(&mut self, path: &Path, view: &RecordView<'_>, offset: u64, len: usize) -> Result<(), LogError> {
+    fn record(
+        &mut self,
+        path: &Path,
+        view: &RecordView<'_>,
+        offset: u64,
+        len: usize,
+    ) -> Result<(), LogError> {
         if view.lsn != self.expected_lsn {
-            return Err(corruption(path, offset, self.expected_lsn, CorruptionKind::LsnGap { found: view.lsn }));
+            return Err(corruption(
+                path,
+                offset,
+                self.expected_lsn,
+                CorruptionKind::LsnGap { found: view.lsn },
+            ));
         }
         if view.expected_chain(&self.chain) != view.chain {
-            return Err(corruption(path, offset, view.lsn, CorruptionKind::ChainMismatch));
+            return Err(corruption(
+                path,
+                offset,
+                view.lsn,
+                CorruptionKind::ChainMismatch,
+            ));
         }
         self.chain = view.chain;
         self.outcome.last_lsn = view.lsn;
@@ -205,7 +265,7 @@ impl Walk<'_> {
         if view.lsn > self.start.after_lsn {
             (self.visit)(view)?;
         }
-        if self.outcome.records_checked % 65_536 == 0 {
+        if self.outcome.records_checked.is_multiple_of(65_536) {
             (self.progress)(self.outcome.bytes_checked);
         }
         Ok(())
@@ -215,7 +275,12 @@ impl Walk<'_> {
     fn check_snapshot_point(&self, path: &Path, offset: u64) -> Result<(), LogError> {
         let at_snapshot = self.expected_lsn == self.start.after_lsn.next();
         if at_snapshot && self.chain != self.start.chain {
-            return Err(corruption(path, offset, self.start.after_lsn, CorruptionKind::SnapshotMismatch));
+            return Err(corruption(
+                path,
+                offset,
+                self.start.after_lsn,
+                CorruptionKind::SnapshotMismatch,
+            ));
         }
         Ok(())
     }
@@ -236,7 +301,9 @@ impl Walk<'_> {
         if !newest {
             return Err(corruption(path, offset, self.expected_lsn, kind));
         }
-        let rest = cursor.read_rest(offset).map_err(|e| LogError::io("read", path, e))?;
+        let rest = cursor
+            .read_rest(offset)
+            .map_err(|e| LogError::io("read", path, e))?;
         if durable_damage(&rest, self.expected_lsn) {
             return Err(corruption(path, offset, self.expected_lsn, kind));
         }

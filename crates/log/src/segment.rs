@@ -66,7 +66,10 @@ impl SegmentHeader {
         lsn.copy_from_slice(&bytes[16..24]);
         let mut prev_chain = [0u8; CHAIN_BYTES];
         prev_chain.copy_from_slice(&bytes[24..24 + CHAIN_BYTES]);
-        Some(SegmentHeader { first_lsn: Lsn(u64::from_le_bytes(lsn)), prev_chain })
+        Some(SegmentHeader {
+            first_lsn: Lsn(u64::from_le_bytes(lsn)),
+            prev_chain,
+        })
     }
 }
 
@@ -90,7 +93,9 @@ pub struct SegmentFile {
 /// # Errors
 /// I/O errors listing the directory.
 pub fn list_segments(storage: &dyn Storage, dir: &Path) -> Result<Vec<SegmentFile>, LogError> {
-    let names = storage.list_files(dir).map_err(|source| LogError::io("list", dir, source))?;
+    let names = storage
+        .list_files(dir)
+        .map_err(|source| LogError::io("list", dir, source))?;
     let mut segments: Vec<SegmentFile> = names
         .iter()
         .filter_map(|name| {
@@ -99,7 +104,10 @@ pub fn list_segments(storage: &dyn Storage, dir: &Path) -> Result<Vec<SegmentFil
                 return None;
             }
             let first_lsn = Lsn(stem.parse().ok()?);
-            Some(SegmentFile { first_lsn, path: dir.join(name) })
+            Some(SegmentFile {
+                first_lsn,
+                path: dir.join(name),
+            })
         })
         .collect();
     segments.sort_by_key(|segment| segment.first_lsn);
@@ -110,7 +118,10 @@ pub fn list_segments(storage: &dyn Storage, dir: &Path) -> Result<Vec<SegmentFil
 ///
 /// # Errors
 /// `Corruption` when the header is damaged or disagrees with the file name.
-pub fn read_header(file: &dyn StorageFile, segment: &SegmentFile) -> Result<SegmentHeader, LogError> {
+pub fn read_header(
+    file: &dyn StorageFile,
+    segment: &SegmentFile,
+) -> Result<SegmentHeader, LogError> {
     let mut bytes = [0u8; SEGMENT_HEADER_BYTES as usize];
     let corrupt = |kind| {
         LogError::Corruption(Corruption {
@@ -121,9 +132,12 @@ pub fn read_header(file: &dyn StorageFile, segment: &SegmentFile) -> Result<Segm
         })
     };
     read_exact_at(file, 0, &mut bytes).map_err(|_| corrupt(CorruptionKind::BadSegmentHeader))?;
-    let header = SegmentHeader::decode(&bytes).ok_or_else(|| corrupt(CorruptionKind::BadSegmentHeader))?;
+    let header =
+        SegmentHeader::decode(&bytes).ok_or_else(|| corrupt(CorruptionKind::BadSegmentHeader))?;
     if header.first_lsn != segment.first_lsn {
-        return Err(corrupt(CorruptionKind::SegmentNameMismatch { header_lsn: header.first_lsn }));
+        return Err(corrupt(CorruptionKind::SegmentNameMismatch {
+            header_lsn: header.first_lsn,
+        }));
     }
     Ok(header)
 }
@@ -134,13 +148,20 @@ mod tests {
 
     #[test]
     fn a_header_round_trips_and_rejects_damage() {
-        let header = SegmentHeader { first_lsn: Lsn(42), prev_chain: [7u8; CHAIN_BYTES] };
+        let header = SegmentHeader {
+            first_lsn: Lsn(42),
+            prev_chain: [7u8; CHAIN_BYTES],
+        };
         let bytes = header.encode();
         assert_eq!(SegmentHeader::decode(&bytes), Some(header));
         for byte in 0..bytes.len() {
             let mut damaged = bytes;
             damaged[byte] ^= 0x10;
-            assert_eq!(SegmentHeader::decode(&damaged), None, "damage at byte {byte} unseen");
+            assert_eq!(
+                SegmentHeader::decode(&damaged),
+                None,
+                "damage at byte {byte} unseen"
+            );
         }
     }
 

@@ -74,7 +74,9 @@ pub fn list_snapshots(storage: &dyn Storage, dir: &Path) -> Result<Vec<(Lsn, Pat
     if !storage.exists(dir) {
         return Ok(Vec::new());
     }
-    let names = storage.list_files(dir).map_err(|e| LogError::io("list", dir, e))?;
+    let names = storage
+        .list_files(dir)
+        .map_err(|e| LogError::io("list", dir, e))?;
     let mut found: Vec<(Lsn, PathBuf)> = names
         .iter()
         .filter_map(|name| {
@@ -83,7 +85,7 @@ pub fn list_snapshots(storage: &dyn Storage, dir: &Path) -> Result<Vec<(Lsn, Pat
             Some((Lsn(lsn), dir.join(name)))
         })
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|(lsn, _)| std::cmp::Reverse(*lsn));
     Ok(found)
 }
 
@@ -98,9 +100,13 @@ pub fn write_snapshot(
     state: &[u8],
 ) -> Result<(PathBuf, u64), LogError> {
     if state.len() as u64 > SNAPSHOT_BYTES_MAX {
-        return Err(LogError::Limit(format!("snapshot of {} bytes is over {SNAPSHOT_BYTES_MAX}", state.len())));
+        return Err(LogError::Limit(format!(
+            "snapshot of {} bytes is over {SNAPSHOT_BYTES_MAX}",
+            state.len()
+        )));
     }
-    let body = zstd::bulk::compress(state, ZSTD_LEVEL).map_err(|e| LogError::io("compress", dir, e))?;
+    let body =
+        zstd::bulk::compress(state, ZSTD_LEVEL).map_err(|e| LogError::io("compress", dir, e))?;
     let mut file = Vec::with_capacity(HEADER_BYTES + body.len());
     file.extend_from_slice(MAGIC);
     file.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -117,9 +123,12 @@ pub fn write_snapshot(
     file.extend_from_slice(&crc.to_le_bytes());
     debug_assert_eq!(file.len(), HEADER_BYTES);
     file.extend_from_slice(&body);
-    storage.create_dir_all(dir).map_err(|e| LogError::io("create dir", dir, e))?;
+    storage
+        .create_dir_all(dir)
+        .map_err(|e| LogError::io("create dir", dir, e))?;
     let path = dir.join(snapshot_file_name(meta.lsn));
-    write_file_atomic(storage, &path, &file).map_err(|e| LogError::io("write snapshot", &path, e))?;
+    write_file_atomic(storage, &path, &file)
+        .map_err(|e| LogError::io("write snapshot", &path, e))?;
     Ok((path, file.len() as u64))
 }
 
@@ -149,16 +158,23 @@ pub fn read_snapshot(storage: &dyn Storage, path: &Path) -> Result<LoadedSnapsho
     let compressed_len = u64_at(&bytes, 88);
     let body = &bytes[HEADER_BYTES..];
     if body.len() as u64 != compressed_len {
-        return Err(format!("body is {} bytes, header says {compressed_len}", body.len()));
+        return Err(format!(
+            "body is {} bytes, header says {compressed_len}",
+            body.len()
+        ));
     }
     if blake3::hash(body).as_bytes()[..16] != bytes[96..112] {
         return Err("body checksum mismatch".into());
     }
     if uncompressed_len > SNAPSHOT_BYTES_MAX {
-        return Err(format!("uncompressed size {uncompressed_len} is over {SNAPSHOT_BYTES_MAX}"));
+        return Err(format!(
+            "uncompressed size {uncompressed_len} is over {SNAPSHOT_BYTES_MAX}"
+        ));
     }
-    let capacity = usize::try_from(uncompressed_len).map_err(|_| "too large for this machine".to_string())?;
-    let state = zstd::bulk::decompress(body, capacity).map_err(|e| format!("decompression failed: {e}"))?;
+    let capacity =
+        usize::try_from(uncompressed_len).map_err(|_| "too large for this machine".to_string())?;
+    let state =
+        zstd::bulk::decompress(body, capacity).map_err(|e| format!("decompression failed: {e}"))?;
     if state.len() != capacity {
         return Err("decompressed size differs from the header".into());
     }
@@ -166,8 +182,17 @@ pub fn read_snapshot(storage: &dyn Storage, path: &Path) -> Result<LoadedSnapsho
     chain.copy_from_slice(&bytes[32..48]);
     let mut state_hash = [0u8; 32];
     state_hash.copy_from_slice(&bytes[48..80]);
-    let meta = SnapshotMeta { lsn: Lsn(u64_at(&bytes, 16)), timestamp_ms: u64_at(&bytes, 24), chain, state_hash };
-    Ok(LoadedSnapshot { meta, state, path: path.to_path_buf() })
+    let meta = SnapshotMeta {
+        lsn: Lsn(u64_at(&bytes, 16)),
+        timestamp_ms: u64_at(&bytes, 24),
+        chain,
+        state_hash,
+    };
+    Ok(LoadedSnapshot {
+        meta,
+        state,
+        path: path.to_path_buf(),
+    })
 }
 
 /// The newest snapshot that checks out, skipping (with a warning) damaged ones, and at most
@@ -186,8 +211,12 @@ pub fn load_newest_snapshot(
         }
         match read_snapshot(storage, &path) {
             Ok(loaded) if loaded.meta.lsn == lsn => return Ok(Some(loaded)),
-            Ok(_) => tracing::warn!(path = %path.display(), "snapshot header LSN differs from its name; skipped"),
-            Err(reason) => tracing::warn!(path = %path.display(), %reason, "damaged snapshot skipped"),
+            Ok(_) => {
+                tracing::warn!(path = %path.display(), "snapshot header LSN differs from its name; skipped")
+            }
+            Err(reason) => {
+                tracing::warn!(path = %path.display(), %reason, "damaged snapshot skipped")
+            }
         }
     }
     Ok(None)
@@ -202,11 +231,15 @@ pub fn prune_snapshots(storage: &dyn Storage, dir: &Path, keep: usize) -> Result
     let keep = keep.max(1);
     let mut removed = 0;
     for (_, path) in list_snapshots(storage, dir)?.into_iter().skip(keep) {
-        storage.remove_file(&path).map_err(|e| LogError::io("remove", &path, e))?;
+        storage
+            .remove_file(&path)
+            .map_err(|e| LogError::io("remove", &path, e))?;
         removed += 1;
     }
     if removed > 0 {
-        storage.sync_dir(dir).map_err(|e| LogError::io("sync dir", dir, e))?;
+        storage
+            .sync_dir(dir)
+            .map_err(|e| LogError::io("sync dir", dir, e))?;
     }
     Ok(removed)
 }

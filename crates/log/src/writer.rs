@@ -23,7 +23,9 @@ pub struct LogOptions {
 
 impl Default for LogOptions {
     fn default() -> Self {
-        LogOptions { segment_bytes_max: cairn_types::limits::SEGMENT_BYTES_DEFAULT }
+        LogOptions {
+            segment_bytes_max: cairn_types::limits::SEGMENT_BYTES_DEFAULT,
+        }
     }
 }
 
@@ -81,15 +83,21 @@ impl LogWriter {
         let mut newest = outcome.segments.last().cloned();
         if let Some(torn) = &outcome.torn_tail {
             if torn.whole_segment {
-                storage.remove_file(&torn.path).map_err(|e| LogError::io("remove", &torn.path, e))?;
-                storage.sync_dir(dir).map_err(|e| LogError::io("sync dir", dir, e))?;
+                storage
+                    .remove_file(&torn.path)
+                    .map_err(|e| LogError::io("remove", &torn.path, e))?;
+                storage
+                    .sync_dir(dir)
+                    .map_err(|e| LogError::io("sync dir", dir, e))?;
                 newest = outcome.segments.iter().rev().nth(1).cloned();
             } else {
                 let file = storage
                     .open(&torn.path, OpenMode::ReadWrite)
                     .map_err(|e| LogError::io("open", &torn.path, e))?;
-                file.set_len(torn.offset).map_err(|e| LogError::io("truncate", &torn.path, e))?;
-                file.sync_data().map_err(|e| LogError::io("sync", &torn.path, e))?;
+                file.set_len(torn.offset)
+                    .map_err(|e| LogError::io("truncate", &torn.path, e))?;
+                file.sync_data()
+                    .map_err(|e| LogError::io("sync", &torn.path, e))?;
             }
         }
         let Some(segment) = newest else {
@@ -98,7 +106,19 @@ impl LogWriter {
         let file = storage
             .open(&segment.path, OpenMode::ReadWrite)
             .map_err(|e| LogError::io("open", &segment.path, e))?;
-        let segment_len = file.len().map_err(|e| LogError::io("stat", &segment.path, e))?;
+        let segment_len = file
+            .len()
+            .map_err(|e| LogError::io("stat", &segment.path, e))?;
+        // The scan may have read what a killed process wrote but never made durable: records still
+        // in the page cache, or a segment whose directory entry was never synced. `synced_lsn`
+        // starts at the last of those records, and every record written from now on promises it:
+        // make that true first. Without this, a roll would skip its sync, or acknowledged appends
+        // could land in a file a power cut removes, leaving a gap in the log.
+        file.sync_data()
+            .map_err(|e| LogError::io("fdatasync", &segment.path, e))?;
+        storage
+            .sync_dir(dir)
+            .map_err(|e| LogError::io("sync dir", dir, e))?;
         Ok(LogWriter {
             storage,
             dir: dir.to_path_buf(),
@@ -114,8 +134,15 @@ impl LogWriter {
         })
     }
 
-    fn create_first(storage: Arc<dyn Storage>, dir: &Path, options: LogOptions) -> Result<LogWriter, LogError> {
-        let header = SegmentHeader { first_lsn: Lsn(1), prev_chain: crate::record::GENESIS_CHAIN };
+    fn create_first(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        options: LogOptions,
+    ) -> Result<LogWriter, LogError> {
+        let header = SegmentHeader {
+            first_lsn: Lsn(1),
+            prev_chain: crate::record::GENESIS_CHAIN,
+        };
         let (file, file_path) = create_segment(storage.as_ref(), dir, &header)?;
         Ok(LogWriter {
             storage,
@@ -177,7 +204,10 @@ impl LogWriter {
     /// an earlier failure; I/O errors, after which the writer is stopped.
     pub fn append(&mut self, entries: &[Entry<'_>]) -> Result<LsnRange, LogError> {
         self.check_running()?;
-        if let Some(entry) = entries.iter().find(|e| e.payload.len() > RECORD_PAYLOAD_BYTES_MAX as usize) {
+        if let Some(entry) = entries
+            .iter()
+            .find(|e| e.payload.len() > RECORD_PAYLOAD_BYTES_MAX as usize)
+        {
             return Err(LogError::Limit(format!(
                 "record payload of {} bytes is over the limit of {RECORD_PAYLOAD_BYTES_MAX}",
                 entry.payload.len()
@@ -187,7 +217,8 @@ impl LogWriter {
         self.buf.clear();
         for entry in entries {
             let pending = self.segment_len + self.buf.len() as u64;
-            let full = pending + encoded_len(entry.payload.len()) as u64 > self.options.segment_bytes_max;
+            let full =
+                pending + encoded_len(entry.payload.len()) as u64 > self.options.segment_bytes_max;
             if full && pending > SEGMENT_HEADER_BYTES {
                 self.flush_buf()?;
                 self.roll()?;
@@ -197,7 +228,10 @@ impl LogWriter {
             self.last_lsn = lsn;
         }
         self.flush_buf()?;
-        Ok(LsnRange { first, last: self.last_lsn })
+        Ok(LsnRange {
+            first,
+            last: self.last_lsn,
+        })
     }
 
     fn flush_buf(&mut self) -> Result<(), LogError> {
@@ -233,7 +267,10 @@ impl LogWriter {
     /// Closes the current segment (durably) and starts the next one.
     fn roll(&mut self) -> Result<(), LogError> {
         self.sync()?;
-        let header = SegmentHeader { first_lsn: self.last_lsn.next(), prev_chain: self.chain };
+        let header = SegmentHeader {
+            first_lsn: self.last_lsn.next(),
+            prev_chain: self.chain,
+        };
         match create_segment(self.storage.as_ref(), &self.dir, &header) {
             Ok((file, path)) => {
                 self.file = file;
@@ -253,9 +290,15 @@ fn create_segment(
     header: &SegmentHeader,
 ) -> Result<(Arc<dyn StorageFile>, PathBuf), LogError> {
     let path = dir.join(segment_file_name(header.first_lsn));
-    let file = storage.open(&path, OpenMode::CreateNew).map_err(|e| LogError::io("create", &path, e))?;
-    file.write_at(0, &header.encode()).map_err(|e| LogError::io("write", &path, e))?;
-    file.sync_data().map_err(|e| LogError::io("fdatasync", &path, e))?;
-    storage.sync_dir(dir).map_err(|e| LogError::io("sync dir", dir, e))?;
+    let file = storage
+        .open(&path, OpenMode::CreateNew)
+        .map_err(|e| LogError::io("create", &path, e))?;
+    file.write_at(0, &header.encode())
+        .map_err(|e| LogError::io("write", &path, e))?;
+    file.sync_data()
+        .map_err(|e| LogError::io("fdatasync", &path, e))?;
+    storage
+        .sync_dir(dir)
+        .map_err(|e| LogError::io("sync dir", dir, e))?;
     Ok((file, path))
 }

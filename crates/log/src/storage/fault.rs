@@ -56,7 +56,11 @@ impl FaultStorage {
 
     /// Replaces the plan and restarts the operation counts.
     pub fn set_plan(&self, plan: FaultPlan) {
-        *self.shared.plan.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = plan;
+        *self
+            .shared
+            .plan
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = plan;
         self.shared.writes.store(0, Ordering::SeqCst);
         self.shared.syncs.store(0, Ordering::SeqCst);
     }
@@ -74,7 +78,11 @@ impl FaultStorage {
     }
 
     fn plan(&self) -> FaultPlan {
-        self.shared.plan.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.shared
+            .plan
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -93,7 +101,10 @@ impl Storage for FaultStorage {
 
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {
         let inner = self.inner.open(path, mode)?;
-        Ok(Arc::new(FaultFile { inner, storage: self.clone() }))
+        Ok(Arc::new(FaultFile {
+            inner,
+            storage: self.clone(),
+        }))
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
@@ -149,7 +160,12 @@ impl StorageFile for FaultFile {
 
     fn sync_data(&self) -> io::Result<()> {
         let count = self.storage.shared.syncs.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.storage.plan().fail_sync_from.is_some_and(|from| count >= from) {
+        if self
+            .storage
+            .plan()
+            .fail_sync_from
+            .is_some_and(|from| count >= from)
+        {
             return Err(injected("fdatasync failed"));
         }
         self.inner.sync_data()

@@ -34,7 +34,9 @@ impl Storage for FileStorage {
             OpenMode::ReadWrite => options.read(true).write(true),
             OpenMode::Read => options.read(true),
         };
-        Ok(Arc::new(DiskFile { file: options.open(path)? }))
+        Ok(Arc::new(DiskFile {
+            file: options.open(path)?,
+        }))
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {

@@ -50,11 +50,16 @@ pub struct MemStorage {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in a test thread must not hide the state from the checker that follows.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display()))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} not found", path.display()),
+    )
 }
 
 impl MemStorage {
@@ -81,8 +86,10 @@ impl MemStorage {
                 if extends {
                     let extra = data.written.len() - kept.len();
                     let keep = usize::try_from(xorshift(x) % (extra as u64 + 1)).unwrap_or(0);
-                    kept.extend_from_slice(&data.written[data.durable.len()..data.durable.len() + keep]);
-                    if keep > 0 && xorshift(x) % 2 == 0 {
+                    kept.extend_from_slice(
+                        &data.written[data.durable.len()..data.durable.len() + keep],
+                    );
+                    if keep > 0 && xorshift(x).is_multiple_of(2) {
                         let last = kept.len() - 1;
                         kept[last] ^= 0x5a;
                     }
@@ -106,14 +113,19 @@ impl MemStorage {
         let cell = state.live.get(path).ok_or_else(|| not_found(path))?;
         let mut data = lock(cell);
         let index = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-        let FileData { written, durable, .. } = &mut *data;
+        let FileData {
+            written, durable, ..
+        } = &mut *data;
         for bytes in [written, durable] {
             if let Some(byte) = bytes.get_mut(index) {
                 *byte ^= 1 << (bit % 8);
             }
         }
         if index >= data.written.len() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "offset past end"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "offset past end",
+            ));
         }
         Ok(())
     }
@@ -163,7 +175,10 @@ impl Storage for MemStorage {
             .live
             .keys()
             .filter(|file| file.parent() == Some(path))
-            .filter_map(|file| file.file_name().map(|name| name.to_string_lossy().into_owned()))
+            .filter_map(|file| {
+                file.file_name()
+                    .map(|name| name.to_string_lossy().into_owned())
+            })
             .collect())
     }
 
@@ -186,12 +201,19 @@ impl Storage for MemStorage {
                 Arc::clone(state.live.get(path).ok_or_else(|| not_found(path))?)
             }
         };
-        Ok(Arc::new(MemFile { cell, writable: mode != OpenMode::Read }))
+        Ok(Arc::new(MemFile {
+            cell,
+            writable: mode != OpenMode::Read,
+        }))
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut state = lock(&self.state);
-        state.live.remove(path).map(drop).ok_or_else(|| not_found(path))
+        state
+            .live
+            .remove(path)
+            .map(drop)
+            .ok_or_else(|| not_found(path))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -237,7 +259,10 @@ impl StorageFile for MemFile {
 
     fn write_at(&self, offset: u64, bytes: &[u8]) -> io::Result<()> {
         if !self.writable {
-            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "read-only file"));
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "read-only file",
+            ));
         }
         let mut data = lock(&self.cell);
         let start = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
@@ -252,7 +277,11 @@ impl StorageFile for MemFile {
 
     fn sync_data(&self) -> io::Result<()> {
         let mut data = lock(&self.cell);
-        let FileData { written, durable, dirty_from } = &mut *data;
+        let FileData {
+            written,
+            durable,
+            dirty_from,
+        } = &mut *data;
         let from = (*dirty_from).min(durable.len());
         durable.truncate(from);
         durable.extend_from_slice(&written[from.min(written.len())..]);

@@ -47,6 +47,7 @@ pub trait Storage: Send + Sync + 'static {
 
 /// One open file. Writes take `&self` (positioned writes) so that readers and the single writer
 /// can share it.
+#[allow(clippy::len_without_is_empty)] // `len` is a fallible stat, not a collection size
 pub trait StorageFile: Send + Sync {
     /// Current length in bytes (written, not necessarily durable).
     fn len(&self) -> io::Result<u64>;
@@ -61,7 +62,11 @@ pub trait StorageFile: Send + Sync {
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.
-pub fn read_exact_at(file: &dyn StorageFile, mut offset: u64, mut buf: &mut [u8]) -> io::Result<()> {
+pub fn read_exact_at(
+    file: &dyn StorageFile,
+    mut offset: u64,
+    mut buf: &mut [u8],
+) -> io::Result<()> {
     while !buf.is_empty() {
         let read = file.read_at(offset, buf)?;
         if read == 0 {
