@@ -78,12 +78,12 @@ fn settle_meta(
     data_dir: &Path,
     requested: Option<u16>,
 ) -> Result<DataDirMeta, OpenError> {
-    if let Some(count) = requested {
-        if count == 0 || count > SHARD_COUNT_MAX {
-            return Err(OpenError::Config(format!(
-                "shard count must be in 1..={SHARD_COUNT_MAX}, got {count}"
-            )));
-        }
+    if let Some(count) = requested
+        && (count == 0 || count > SHARD_COUNT_MAX)
+    {
+        return Err(OpenError::Config(format!(
+            "shard count must be in 1..={SHARD_COUNT_MAX}, got {count}"
+        )));
     }
     if let Some(meta) = read_meta(storage, data_dir)? {
         if let Some(count) = requested.filter(|&count| count != meta.shard_count) {

@@ -414,10 +414,9 @@ impl<M: StateMachine> Shard<M> {
             command,
             request,
             reply,
-        }) {
-            if let Message::Command { reply, .. } = message {
-                reply(Err(error));
-            }
+        }) && let Message::Command { reply, .. } = message
+        {
+            reply(Err(error));
         }
     }
 
@@ -444,10 +443,10 @@ impl<M: StateMachine> Shard<M> {
                 }
             })
         });
-        if let Err((_, error)) = self.send(Message::Read { read }) {
-            if let Some(reply) = take(&slot) {
-                reply(Err(error));
-            }
+        if let Err((_, error)) = self.send(Message::Read { read })
+            && let Some(reply) = take(&slot)
+        {
+            reply(Err(error));
         }
     }
 
@@ -871,10 +870,9 @@ impl<M: StateMachine> Sequencer<M> {
             frozen,
             pause_us,
             reply: Some(reply),
-        }) {
-            if let Some(reply) = error.0.reply {
-                reply(Err("snapshotter stopped".into()));
-            }
+        }) && let Some(reply) = error.0.reply
+        {
+            reply(Err("snapshotter stopped".into()));
         }
     }
 }
