@@ -28,7 +28,8 @@ pub struct ServeArgs {
     /// gRPC listen address (not served yet: refused if given).
     #[arg(long, env = "CAIRN_GRPC")]
     grpc: Option<String>,
-    /// Shards of a new data directory [default: 1]; an existing one keeps its count.
+    /// Shards of a new data directory [default: 1]. An existing directory keeps the count it was
+    /// created with: leave this unset, or give the same number (another number is refused).
     #[arg(long, env = "CAIRN_SHARDS")]
     shards: Option<u16>,
     /// `sync` (acknowledge after fdatasync) or `async` (acknowledge after write) [default: sync].

@@ -19,7 +19,9 @@ use crate::subscribe::{LiveRecord, Subscription};
 use cairn_log::snapshot::{SnapshotMeta, load_newest_snapshot, prune_snapshots, write_snapshot};
 use cairn_log::storage::Storage;
 use cairn_log::{GroupCommit, LogError, LogReader, OwnedEntry, ScanStart, open_log};
-use cairn_types::limits::RECORD_PAYLOAD_BYTES_MAX;
+use cairn_types::limits::{
+    COMMIT_BATCH_BYTES_MAX, COMMIT_BATCH_RECORDS_MAX, RECORD_PAYLOAD_BYTES_MAX,
+};
 use cairn_types::{Lsn, ShardId};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -149,6 +151,8 @@ struct Shared {
     metrics: ShardMetrics,
     live: broadcast::Sender<LiveRecord>,
     subscription_buffer_records: usize,
+    /// True from the moment a snapshot is frozen until its file is written.
+    snapshot_busy: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -203,33 +207,38 @@ pub(crate) fn recover_core<M: StateMachine + Default>(
     config: &ShardConfig,
     lsn_max: Option<Lsn>,
 ) -> Result<(Core<M>, ScanStart, Option<Lsn>), OpenError> {
-    let snapshot = load_newest_snapshot(storage.as_ref(), &paths.snapshot_dir, lsn_max)?;
-    match snapshot {
-        Some(loaded) => {
-            let core = Core::<M>::restore(
-                &loaded.state,
-                loaded.meta.lsn,
-                loaded.meta.timestamp_ms,
-                config.dedup,
-            )
-            .map_err(|reason| OpenError::Decode {
-                what: loaded.path.display().to_string(),
-                reason,
-            })?;
-            if hash_state(&loaded.state) != loaded.meta.state_hash {
-                return Err(OpenError::Decode {
-                    what: loaded.path.display().to_string(),
-                    reason: "state hash in the header does not match the body".into(),
-                });
+    // Newest first; a snapshot this build cannot decode (damaged, or written by an older state
+    // format) is skipped with a warning: the log holds the whole history, so an older snapshot or
+    // replay from zero gives the same state.
+    let mut bound = lsn_max;
+    while let Some(loaded) = load_newest_snapshot(storage.as_ref(), &paths.snapshot_dir, bound)? {
+        let restored = Core::<M>::restore(
+            &loaded.state,
+            loaded.meta.lsn,
+            loaded.meta.timestamp_ms,
+            config.dedup,
+        );
+        match restored {
+            Ok(core) if hash_state(&loaded.state) == loaded.meta.state_hash => {
+                let start = ScanStart {
+                    after_lsn: loaded.meta.lsn,
+                    chain: loaded.meta.chain,
+                };
+                return Ok((core, start, Some(loaded.meta.lsn)));
             }
-            let start = ScanStart {
-                after_lsn: loaded.meta.lsn,
-                chain: loaded.meta.chain,
-            };
-            Ok((core, start, Some(loaded.meta.lsn)))
+            Ok(_) => {
+                tracing::warn!(path = %loaded.path.display(), "snapshot state hash mismatch; skipped")
+            }
+            Err(reason) => {
+                tracing::warn!(path = %loaded.path.display(), %reason, "snapshot does not decode; skipped")
+            }
         }
-        None => Ok((Core::empty(config.dedup), ScanStart::ZERO, None)),
+        let Some(older) = loaded.meta.lsn.0.checked_sub(1) else {
+            break;
+        };
+        bound = Some(Lsn(older));
     }
+    Ok((Core::empty(config.dedup), ScanStart::ZERO, None))
 }
 
 impl<M: StateMachine + Default> Shard<M> {
@@ -251,6 +260,16 @@ impl<M: StateMachine + Default> Shard<M> {
                 OpenError::Log(LogError::Io {
                     op: "create dir",
                     path: dir.clone(),
+                    source: e,
+                })
+            })?;
+        }
+        // New directories are durable only once their parents are synced.
+        for dir in shard_dir.ancestors().take(3) {
+            storage.sync_dir(dir).map_err(|e| {
+                OpenError::Log(LogError::Io {
+                    op: "sync dir",
+                    path: dir.to_path_buf(),
                     source: e,
                 })
             })?;
@@ -302,6 +321,7 @@ impl<M: StateMachine + Default> Shard<M> {
             metrics: ShardMetrics::new(Arc::clone(commit.metrics())),
             live,
             subscription_buffer_records: config.subscription_buffer_records,
+            snapshot_busy: std::sync::atomic::AtomicBool::new(false),
         });
         shared
             .metrics
@@ -581,6 +601,24 @@ struct Batch {
     entries: Vec<OwnedEntry>,
     releases: Vec<Release>,
     live: Vec<LiveRecord>,
+    payload_bytes: usize,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            entries: Vec::new(),
+            releases: Vec::new(),
+            live: Vec::new(),
+            payload_bytes: 0,
+        }
+    }
+
+    /// Whether one more record of `payload_len` bytes stays within one group commit's limits.
+    fn has_room(&self, payload_len: usize) -> bool {
+        self.entries.len() < COMMIT_BATCH_RECORDS_MAX
+            && self.payload_bytes + payload_len <= COMMIT_BATCH_BYTES_MAX
+    }
 }
 
 impl<M: StateMachine> Sequencer<M> {
@@ -593,11 +631,7 @@ impl<M: StateMachine> Sequencer<M> {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let now_ms = self.config.clock.now_ms().max(self.core.at_ms);
-            let mut batch = Batch {
-                entries: Vec::new(),
-                releases: Vec::new(),
-                live: Vec::new(),
-            };
+            let mut batch = Batch::new();
             let mut snapshot_replies = Vec::new();
             if self.shared.stopped().is_none() {
                 self.timers(now_ms, &mut batch);
@@ -670,6 +704,11 @@ impl<M: StateMachine> Sequencer<M> {
                 payload.len()
             )));
         }
+        if !batch.has_room(payload.len()) {
+            // Close this batch (its records and replies go together) and start another.
+            let full = std::mem::replace(batch, Batch::new());
+            self.submit(full);
+        }
         let stamp = Stamp {
             lsn: self.core.lsn.next(),
             at_ms: now_ms,
@@ -678,14 +717,14 @@ impl<M: StateMachine> Sequencer<M> {
             .apply_envelope(envelope, stamp)
             .map_err(EngineError::Unavailable)?;
         let record_type = envelope.record_type();
-        if self.shared.live.receiver_count() > 0 {
-            batch.live.push(LiveRecord::new(
-                stamp.lsn,
-                now_ms,
-                record_type,
-                payload.clone(),
-            ));
-        }
+        // Always kept: a subscriber may join between now and durability.
+        batch.live.push(LiveRecord::new(
+            stamp.lsn,
+            now_ms,
+            record_type,
+            payload.clone(),
+        ));
+        batch.payload_bytes += payload.len();
         batch.entries.push(OwnedEntry {
             timestamp_ms: now_ms,
             record_type,
@@ -790,6 +829,7 @@ impl<M: StateMachine> Sequencer<M> {
             entries,
             releases,
             live,
+            ..
         } = batch;
         if entries.is_empty() && releases.is_empty() {
             return;
@@ -804,15 +844,16 @@ impl<M: StateMachine> Sequencer<M> {
             .applied_lsn
             .store(self.core.lsn.0, Ordering::Relaxed);
         self.in_flight.acquire(self.config.in_flight_batches_max);
+        // The releases live in a slot so that they are answered whether the log runs the
+        // completion or refuses the submission outright.
+        let pending = Arc::new(Mutex::new(Some((releases, live))));
         let shared = Arc::clone(&self.shared);
         let in_flight = Arc::clone(&self.in_flight);
+        let completion_pending = Arc::clone(&pending);
         let done = Box::new(move |result: Result<Lsn, LogError>| {
             let result = match result {
                 Ok(lsn) => {
                     shared.durable.advance(lsn);
-                    for record in live {
-                        let _ = shared.live.send(record);
-                    }
                     Ok(())
                 }
                 Err(error) => {
@@ -820,9 +861,7 @@ impl<M: StateMachine> Sequencer<M> {
                     Err(error.to_string())
                 }
             };
-            for release in releases {
-                release(result.clone());
-            }
+            release_all(&shared, &completion_pending, &result);
             in_flight.release();
         });
         let expected_first = Lsn(self.core.lsn.0 + 1 - entries.len() as u64);
@@ -832,10 +871,10 @@ impl<M: StateMachine> Sequencer<M> {
                 "sequencer and log disagree on LSNs"
             ),
             Err(error) => {
-                // The submission was not queued, so its completion will never run: memory is
-                // ahead of the log. Stop; the callers of this batch see the shard unavailable
-                // when their reply channels close.
-                self.shared.stop(&error.to_string());
+                // Not queued, so memory is ahead of the log: stop, and tell this batch's callers.
+                let reason = error.to_string();
+                self.shared.stop(&reason);
+                release_all(&self.shared, &pending, &Err(reason));
                 self.in_flight.release();
             }
         }
@@ -844,7 +883,9 @@ impl<M: StateMachine> Sequencer<M> {
     fn maybe_snapshot(&mut self, replies: Vec<SnapshotReply>) {
         let every = self.config.snapshot_every_records;
         let due = every > 0 && self.records_since_snapshot >= every;
-        if replies.is_empty() && !due {
+        // An automatic snapshot waits while the previous one is still being written.
+        let busy = self.shared.snapshot_busy.load(Ordering::Acquire);
+        if replies.is_empty() && (!due || busy) {
             return;
         }
         let started = Instant::now();
@@ -852,28 +893,46 @@ impl<M: StateMachine> Sequencer<M> {
         let pause_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.shared.metrics.snapshot_pause.observe_us(pause_us);
         self.records_since_snapshot = 0;
-        if replies.is_empty() {
-            // An automatic snapshot is skipped if the last one is still being written.
-            let _ = self.snapshots.try_send(SnapshotJob {
-                frozen,
-                pause_us,
-                reply: None,
-            });
-            return;
-        }
-        let reply: SnapshotReply = Box::new(move |result: Result<SnapshotInfo, String>| {
-            for reply in replies {
-                reply(result.clone());
-            }
-        });
+        self.shared.snapshot_busy.store(true, Ordering::Release);
+        let reply: Option<SnapshotReply> = if replies.is_empty() {
+            None
+        } else {
+            Some(Box::new(move |result: Result<SnapshotInfo, String>| {
+                for reply in replies {
+                    reply(result.clone());
+                }
+            }))
+        };
         if let Err(error) = self.snapshots.send(SnapshotJob {
             frozen,
             pause_us,
-            reply: Some(reply),
-        }) && let Some(reply) = error.0.reply
-        {
-            reply(Err("snapshotter stopped".into()));
+            reply,
+        }) {
+            if let Some(reply) = error.0.reply {
+                reply(Err("snapshotter stopped".into()));
+            }
         }
+    }
+}
+
+type PendingReleases = Mutex<Option<(Vec<Release>, Vec<LiveRecord>)>>;
+
+/// Answers a batch's callers once (and feeds live subscribers on success).
+fn release_all(shared: &Shared, pending: &PendingReleases, result: &Result<(), String>) {
+    let taken = pending
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    let Some((releases, live)) = taken else {
+        return;
+    };
+    if result.is_ok() {
+        for record in live {
+            let _ = shared.live.send(record);
+        }
+    }
+    for release in releases {
+        release(result.clone());
     }
 }
 
@@ -921,6 +980,7 @@ fn snapshotter_loop<M: StateMachine>(
             }
             Err(reason) => tracing::error!(shard = shared.shard.0, %reason, "snapshot failed"),
         }
+        shared.snapshot_busy.store(false, Ordering::Release);
         if let Some(reply) = job.reply {
             reply(result);
         }
@@ -933,8 +993,12 @@ fn write_job<M: StateMachine>(
     kept: usize,
 ) -> Result<SnapshotInfo, String> {
     let lsn = job.frozen.lsn;
-    // A snapshot may only describe durable records.
-    while !shared.durable.wait_for(lsn, Duration::from_millis(100)) {
+    // A snapshot may only describe records on disk: in async mode an acknowledged record may
+    // not be yet, so wait for the writer's synced LSN, not the acknowledged one.
+    let synced = || Lsn(shared.metrics.log.durable_lsn.load(Ordering::Acquire));
+    while synced() < lsn {
+        // Woken by acknowledgements in sync mode; in async mode the sync interval decides.
+        let _ = shared.durable.wait_for(lsn, Duration::from_millis(10));
         if let Some(reason) = shared.stopped() {
             return Err(format!(
                 "shard stopped before LSN {lsn} was durable: {reason}"

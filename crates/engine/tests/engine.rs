@@ -528,3 +528,69 @@ mod common_gate {
         }
     }
 }
+
+#[test]
+fn regression_a_batch_larger_than_one_group_commit_is_split_not_fatal() {
+    // Twelve commands of about 1 MiB of events each arrive together: 12 MiB is over one group
+    // commit's 8 MiB, which used to stop the shard.
+    let clock = ManualClock::new(T0_MS);
+    let gate = common_gate::GatedStorage::new(Arc::new(MemStorage::new()));
+    let engine = open(Arc::new(gate.clone()), config(&clock));
+    shard(&engine)
+        .execute(deposit("warm", 1), None)
+        .expect("ok");
+    gate.close();
+    // While the disk is held, the first burst's batch waits and the rest queue up together.
+    let (sender, receiver) = std::sync::mpsc::channel();
+    for i in 0..12 {
+        let sender = sender.clone();
+        let burst = Command::Burst {
+            account: format!("a{i}"),
+            count: 200_000,
+        };
+        shard(&engine).submit(
+            burst,
+            None,
+            Box::new(move |outcome| drop(sender.send(outcome))),
+        );
+    }
+    drop(sender);
+    gate.open();
+    let outcomes: Vec<_> = receiver.iter().collect();
+    assert_eq!(outcomes.len(), 12);
+    assert!(
+        outcomes.iter().all(Result::is_ok),
+        "{:?}",
+        outcomes.iter().find(|o| o.is_err())
+    );
+    assert!(shard(&engine).stopped().is_none());
+    assert_eq!(state(&engine).balance("a11"), 200_000);
+}
+
+#[test]
+fn regression_an_undecodable_snapshot_falls_back_to_an_older_one_or_to_replay() {
+    let memory = MemStorage::new();
+    let clock = ManualClock::new(T0_MS);
+    let engine = open(Arc::new(memory.clone()), config(&clock));
+    shard(&engine).execute(deposit("a", 3), None).expect("ok");
+    shard(&engine).snapshot_now().expect("snapshot");
+    let last = shard(&engine).execute(deposit("a", 4), None).expect("ok");
+    let expected = shard(&engine).state_hash().expect("hash");
+    engine.shutdown();
+    // A newer snapshot this build cannot decode (as one from another state format would be).
+    let storage: Arc<dyn Storage> = Arc::new(memory.clone());
+    let dir = cairn_engine::shard_dir(&PathBuf::from("/data"), ShardId(0)).join("snapshots");
+    let mut reader =
+        cairn_log::LogReader::new(Arc::clone(&storage), &dir.with_file_name("log"), last.lsn);
+    let chain = reader.next(last.lsn).expect("read").expect("record").chain;
+    let garbage = b"not a snapshot body".to_vec();
+    let meta = cairn_log::snapshot::SnapshotMeta {
+        lsn: last.lsn,
+        timestamp_ms: T0_MS,
+        chain,
+        state_hash: *blake3::hash(&garbage).as_bytes(),
+    };
+    cairn_log::snapshot::write_snapshot(storage.as_ref(), &dir, &meta, &garbage).expect("written");
+    let engine = open(Arc::new(memory), config(&clock));
+    assert_eq!(shard(&engine).state_hash().expect("hash"), expected);
+}

@@ -59,7 +59,7 @@ pub fn open_log(
             offset = torn.offset,
             bytes_dropped = torn.bytes_dropped,
             last_lsn = outcome.last_lsn.0,
-            "torn tail of the newest segment cut at recovery (these bytes were never acknowledged in sync mode)"
+            "torn tail of the newest segment cut at recovery (no later record proves these bytes were ever synced)"
         );
     }
     let writer = LogWriter::resume(storage, dir, options, &outcome)?;

@@ -3,9 +3,10 @@
 //! One routine serves startup (which then truncates a torn tail) and `cairn log verify` (which
 //! only reports). The rules, argued case by case in `docs/FORMAT.md`:
 //! - in any segment but the newest, every byte up to the end must be an intact record;
-//! - in the newest segment, the first fault ends the log *if nothing intact follows it*: that is a
-//!   torn write of a batch that was never acknowledged. If an intact record with a later LSN does
-//!   follow, the damage is in acknowledged history, and that is corruption;
+//! - in the newest segment, the first fault ends the log unless an intact record after it says
+//!   (by its `synced_lsn`) that the damaged record had been synced: a torn write of a batch that
+//!   was never made durable is cut, damage to synced history is corruption. (Damage to the last
+//!   synced batch itself cannot be told from a torn write; see `docs/FORMAT.md`.)
 //! - LSNs are dense, each segment starts where the previous one ended, and the chain is unbroken.
 
 use crate::cursor::{SegmentCursor, Step};
@@ -169,8 +170,9 @@ impl Walk<'_> {
         let file_len = file.len().map_err(|e| LogError::io("stat", path, e))?;
         let header = match read_header(file.as_ref(), segment) {
             Ok(header) => header,
-            Err(_) if newest && !first && file_len <= SEGMENT_HEADER_BYTES => {
-                // Created but its header never became durable: a crash during a segment roll.
+            Err(_) if newest && file_len <= SEGMENT_HEADER_BYTES => {
+                // Created but its header never became durable: a crash while creating the first
+                // segment or during a segment roll. Nothing in it was ever acknowledged.
                 self.outcome.torn_tail = Some(TornTail {
                     path: path.clone(),
                     offset: 0,

@@ -585,3 +585,31 @@ fn a_snapshot_at_the_end_of_a_segment_recovers_when_the_next_segment_is_empty_or
         assert_eq!(&all[..at], &records[..at]);
     }
 }
+
+#[test]
+fn regression_an_empty_first_segment_left_by_a_crash_at_creation_is_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log_dir = dir.path().join("log");
+    std::fs::create_dir_all(&log_dir).expect("mkdir");
+    let empty = log_dir.join(cairn_log::segment::segment_file_name(cairn_types::Lsn(1)));
+    std::fs::write(&empty, b"").expect("an empty first segment");
+    let storage: std::sync::Arc<dyn cairn_log::storage::Storage> =
+        std::sync::Arc::new(cairn_log::storage::FileStorage);
+    let (mut writer, outcome) = cairn_log::open_log(
+        storage,
+        &log_dir,
+        cairn_log::LogOptions::default(),
+        cairn_log::ScanStart::ZERO,
+        &mut |_| Ok(()),
+    )
+    .expect("opens");
+    assert!(outcome.torn_tail.is_some_and(|t| t.whole_segment));
+    let entry = cairn_log::Entry {
+        timestamp_ms: 1,
+        record_type: 1,
+        payload: b"x",
+    };
+    let range = writer.append(&[entry]).expect("appends");
+    writer.sync().expect("syncs");
+    assert_eq!(range.first, cairn_types::Lsn(1));
+}

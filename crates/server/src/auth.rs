@@ -68,6 +68,12 @@ pub fn admin_token(
     if path.exists() {
         let secret = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if secret.trim().is_empty() {
+            return Err(format!(
+                "{} is empty: delete it to have a new token created, or write one in it",
+                path.display()
+            ));
+        }
         return Ok((
             AdminToken::from_secret(secret.trim()),
             TokenSource::File {
@@ -85,6 +91,7 @@ pub fn admin_token(
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     file.write_all(secret.as_bytes())
         .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::File::open(data_dir)?.sync_all())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok((
         AdminToken::from_secret(&secret),

@@ -9,7 +9,8 @@ pub const RECORD_PAYLOAD_BYTES_MAX: u32 = 4 * 1024 * 1024;
 /// Default size at which a log segment is closed and a new one started.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 
-/// Smallest allowed segment size (so that a segment always holds at least one full record).
+/// Smallest allowed segment size. A record larger than the segment size gets a segment of its
+/// own, larger than the limit.
 pub const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
 
 /// Largest allowed segment size.
