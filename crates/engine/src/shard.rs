@@ -907,10 +907,9 @@ impl<M: StateMachine> Sequencer<M> {
             frozen,
             pause_us,
             reply,
-        }) {
-            if let Some(reply) = error.0.reply {
-                reply(Err("snapshotter stopped".into()));
-            }
+        }) && let Some(reply) = error.0.reply
+        {
+            reply(Err("snapshotter stopped".into()));
         }
     }
 }
