@@ -69,6 +69,9 @@ pub struct SnapshotInfo {
     pub pause_us: u64,
 }
 
+/// Most timer records per sequencer batch.
+const TIMER_RECORDS_PER_BATCH_MAX: usize = 16;
+
 type SnapshotReply = Box<dyn FnOnce(Result<SnapshotInfo, String>) + Send>;
 
 type HashReply = Box<dyn FnOnce(Result<(Lsn, [u8; 32]), String>) + Send>;
@@ -623,6 +626,7 @@ impl Batch {
 
 impl<M: StateMachine> Sequencer<M> {
     fn run(mut self, receiver: &Receiver<Message<M>>) {
+        let _guard = PanicGuard(Arc::clone(&self.shared));
         let tick = Duration::from_millis(cairn_types::limits::SEQUENCER_TICK_INTERVAL_MS);
         loop {
             let first = match receiver.recv_timeout(tick) {
@@ -734,20 +738,25 @@ impl<M: StateMachine> Sequencer<M> {
         Ok(stamp.lsn)
     }
 
+    /// Turns due timers into records: up to `TIMER_RECORDS_PER_BATCH_MAX` records of
+    /// `timers_per_batch_max` events each, so a mass expiry drains quickly but boundedly.
     fn timers(&mut self, now_ms: u64, batch: &mut Batch) {
-        let events = self
-            .core
-            .machine
-            .due(now_ms, self.config.timers_per_batch_max);
-        if events.is_empty() {
-            return;
-        }
-        if let Err(error) = self.append(now_ms, &Envelope::Timers { events }, batch) {
-            tracing::error!(
-                shard = self.shared.shard.0,
-                ?error,
-                "timer events could not be logged"
-            );
+        for _ in 0..TIMER_RECORDS_PER_BATCH_MAX {
+            let events = self
+                .core
+                .machine
+                .due(now_ms, self.config.timers_per_batch_max);
+            if events.is_empty() {
+                return;
+            }
+            if let Err(error) = self.append(now_ms, &Envelope::Timers { events }, batch) {
+                tracing::error!(
+                    shard = self.shared.shard.0,
+                    ?error,
+                    "timer events could not be logged"
+                );
+                return;
+            }
         }
     }
 
@@ -910,6 +919,19 @@ impl<M: StateMachine> Sequencer<M> {
         }) && let Some(reply) = error.0.reply
         {
             reply(Err("snapshotter stopped".into()));
+        }
+    }
+}
+
+/// Marks the shard stopped if the sequencer thread unwinds (a bug in a state machine or a read):
+/// readiness then says so, and callers get `Unavailable` instead of a silent dead shard.
+struct PanicGuard(Arc<Shared>);
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0
+                .stop("the sequencer thread panicked (a bug); restart to recover from the log");
         }
     }
 }

@@ -594,3 +594,36 @@ fn regression_an_undecodable_snapshot_falls_back_to_an_older_one_or_to_replay() 
     let engine = open(Arc::new(memory), config(&clock));
     assert_eq!(shard(&engine).state_hash().expect("hash"), expected);
 }
+
+#[test]
+fn regression_a_panic_on_the_sequencer_stops_the_shard_visibly() {
+    let clock = ManualClock::new(T0_MS);
+    let engine = open(Arc::new(MemStorage::new()), config(&clock));
+    shard(&engine).execute(deposit("a", 1), None).expect("ok");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    shard(&engine).read(
+        |_: &Ledger, _| -> u64 { panic!("a bug in a read") },
+        move |result| drop(sender.send(result)),
+    );
+    assert!(
+        receiver.recv().is_err(),
+        "the read is never answered with a value"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while shard(&engine).stopped().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the shard did not report the panic"
+        );
+        std::thread::yield_now();
+    }
+    assert!(
+        shard(&engine)
+            .stopped()
+            .is_some_and(|reason| reason.contains("panicked"))
+    );
+    assert!(matches!(
+        shard(&engine).execute(deposit("a", 1), None),
+        Err(EngineError::Unavailable(_))
+    ));
+}

@@ -55,10 +55,10 @@ impl Inventory {
                 ttl_ms,
             } => self.reserve(order_id, lines, *ttl_ms, actor, now_ms),
             InventoryCommand::Confirm { reservation_id } => {
-                self.decide_finish(*reservation_id, ReservationState::Confirmed, actor)
+                self.decide_finish(*reservation_id, ReservationState::Confirmed, actor, now_ms)
             }
             InventoryCommand::Release { reservation_id } => {
-                self.decide_finish(*reservation_id, ReservationState::Released, actor)
+                self.decide_finish(*reservation_id, ReservationState::Released, actor, now_ms)
             }
         }
     }
@@ -78,7 +78,9 @@ impl Inventory {
         let mut item = self.item(sku, location).copied().unwrap_or_default();
         let on_hand = item.on_hand + delta;
         if on_hand > QTY_MAX {
-            return Err(invalid(format!("on_hand would be {on_hand}, over 2^53")));
+            return Err(InventoryError::QuantityLimit {
+                message: format!("on_hand would be {on_hand}, over 2^53"),
+            });
         }
         // A removal may not take the shelf below zero or below what reservations hold; an
         // addition is always accepted (it helps an oversold item catch up).
@@ -254,7 +256,11 @@ impl Inventory {
                                 .collect()
                         })
                         .unwrap_or_default();
-                    let total: i64 = candidates.iter().map(|(_, can)| (*can).max(0)).sum();
+                    // Saturating: thousands of locations at 2^53 must not overflow the sum.
+                    let total: i64 = candidates
+                        .iter()
+                        .fold(0i64, |sum, (_, can)| sum.saturating_add((*can).max(0)))
+                        .min(crate::QTY_MAX);
                     if total < request.qty {
                         short.push(ShortLine {
                             sku: sku.into(),
@@ -300,10 +306,18 @@ impl Inventory {
         reservation_id: u64,
         to: ReservationState,
         actor: &Actor,
+        now_ms: u64,
     ) -> Result<Decided, InventoryError> {
         let Some(reservation) = self.reservation(reservation_id) else {
             return Err(InventoryError::ReservationNotFound { reservation_id });
         };
+        if reservation.state == ReservationState::Active && reservation.expires_at_ms <= now_ms {
+            // Past its time, its expiry event is on the way (timers drain in bounded steps).
+            return Err(InventoryError::ReservationNotActive {
+                reservation_id,
+                state: ReservationState::Expired,
+            });
+        }
         if reservation.state != ReservationState::Active {
             return Err(InventoryError::ReservationNotActive {
                 reservation_id,

@@ -44,6 +44,11 @@ pub enum InventoryError {
         /// Its state.
         state: crate::state::ReservationState,
     },
+    /// The change would take a stock level past 2^53.
+    QuantityLimit {
+        /// What would happen.
+        message: String,
+    },
     /// The order was already released or expired: a late reservation cannot hang stock.
     OrderClosed {
         /// The order.
@@ -62,6 +67,7 @@ impl InventoryError {
             InventoryError::ReservationNotFound { .. } => "not_found",
             InventoryError::ReservationNotActive { .. } => "reservation_not_active",
             InventoryError::OrderClosed { .. } => "order_closed",
+            InventoryError::QuantityLimit { .. } => "quantity_limit_exceeded",
         }
     }
 
@@ -104,6 +110,7 @@ impl InventoryError {
             InventoryError::OrderClosed { order_id } => {
                 format!("order {order_id} was already released or expired")
             }
+            InventoryError::QuantityLimit { message } => message.clone(),
         }
     }
 }

@@ -37,6 +37,8 @@ pub const QTY_MAX: i64 = 1 << 53;
 pub const FINISHED_RETENTION_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 /// Most finished reservations kept per shard, whatever their age.
 pub const FINISHED_RESERVATIONS_MAX: usize = 2_000_000;
+/// Most closed order ids remembered per shard (for `order_closed`), whatever their age.
+pub const CLOSED_ORDERS_MAX: usize = 2_000_000;
 /// History entries kept per SKU (the full history is in the log).
 pub const HISTORY_PER_SKU_MAX: usize = 256;
 /// Longest adjustment reason, in bytes.

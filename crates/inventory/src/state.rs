@@ -1,7 +1,9 @@
 //! The inventory's state and how events change it.
 
 use crate::command::{Actor, InventoryEvent, Line};
-use crate::{FINISHED_RESERVATIONS_MAX, FINISHED_RETENTION_MS, HISTORY_PER_SKU_MAX};
+use crate::{
+    CLOSED_ORDERS_MAX, FINISHED_RESERVATIONS_MAX, FINISHED_RETENTION_MS, HISTORY_PER_SKU_MAX,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -172,9 +174,15 @@ impl Inventory {
     /// Sum of `available` over a SKU's locations.
     #[must_use]
     pub fn total_available(&self, sku: &str) -> i64 {
-        self.items
-            .get(sku)
-            .map_or(0, |locations| locations.values().map(Item::available).sum())
+        self.items.get(sku).map_or(0, |locations| {
+            let sum: i128 = locations
+                .values()
+                .map(|item| i128::from(item.available()))
+                .sum();
+            // Clamped to the API's range; the exact figure is in the per-location items.
+            i64::try_from(sum.clamp(-i128::from(crate::QTY_MAX), i128::from(crate::QTY_MAX)))
+                .unwrap_or(0)
+        })
     }
 
     /// A reservation as the API shows it.
@@ -221,8 +229,14 @@ impl Inventory {
     #[must_use]
     pub fn summary(&self) -> String {
         let items = self.items.values().map(BTreeMap::len).sum::<usize>();
-        let on_hand: i64 = self.items().map(|(_, _, item)| item.on_hand).sum();
-        let reserved: i64 = self.items().map(|(_, _, item)| item.reserved).sum();
+        let on_hand: i128 = self
+            .items()
+            .map(|(_, _, item)| i128::from(item.on_hand))
+            .sum();
+        let reserved: i128 = self
+            .items()
+            .map(|(_, _, item)| i128::from(item.reserved))
+            .sum();
         format!(
             "{} SKU(s) at {items} item(s); on_hand {on_hand}, reserved {reserved}; {} active reservation(s), {} kept in all",
             self.items.len(),
@@ -481,7 +495,8 @@ impl Inventory {
             self.reservations.remove(&id);
         }
         while let Some((closed_at_ms, _)) = self.closed_order_queue.front() {
-            if closed_at_ms.saturating_add(FINISHED_RETENTION_MS) >= now_ms {
+            let old = closed_at_ms.saturating_add(FINISHED_RETENTION_MS) < now_ms;
+            if !old && self.closed_order_queue.len() <= CLOSED_ORDERS_MAX {
                 break;
             }
             if let Some((_, order_id)) = self.closed_order_queue.pop_front() {

@@ -394,3 +394,46 @@ fn a_backordered_reservation_cannot_ship_until_stock_arrives() {
     let item = *h.inventory.item("A", "W").expect("item");
     assert_eq!((item.on_hand, item.reserved), (0, 0));
 }
+
+#[test]
+fn regression_sums_over_many_full_locations_do_not_overflow() {
+    let mut h = Harness::new();
+    for location in 0..1100 {
+        let count = InventoryCommand::Count {
+            sku: "A".into(),
+            location: format!("L{location}"),
+            on_hand: 1 << 53,
+            expected_on_hand: None,
+        };
+        h.run(count).expect("counted");
+    }
+    assert_eq!(
+        h.inventory.total_available("A"),
+        1 << 53,
+        "clamped to the API's range"
+    );
+    h.reserve("o1", vec![line("A", None, 5)])
+        .expect("reserves without overflow");
+    assert!(h.inventory.summary().contains("reserved 5"));
+    let past_limit = h.run(adjust("A", "L0", 1));
+    assert_eq!(
+        past_limit.err().map(|e| e.code()),
+        Some("quantity_limit_exceeded")
+    );
+}
+
+#[test]
+fn regression_an_overdue_reservation_cannot_be_confirmed_before_its_expiry_event() {
+    let mut h = Harness::new();
+    h.stock("A", "W", 1);
+    let id = h.reserve("o1", vec![line("A", Some("W"), 1)]).expect("ok");
+    h.now_ms += 60_000; // time passes, but the expiry event has not been applied yet
+    let late = h.run(InventoryCommand::Confirm { reservation_id: id });
+    assert_eq!(
+        late,
+        Err(InventoryError::ReservationNotActive {
+            reservation_id: id,
+            state: ReservationState::Expired
+        })
+    );
+}

@@ -23,7 +23,16 @@ pub(crate) fn router(app: App) -> Router {
             crate::body::BODY_BYTES_MAX,
         ))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidArgument,
+        "this method is not allowed on this route",
+    )
+    .with_status(405)
 }
 
 async fn not_found() -> ApiError {

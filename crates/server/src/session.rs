@@ -161,7 +161,9 @@ fn inventory_error(refusal: &InventoryError) -> ApiError {
         }
         InventoryError::ReservationNotActive { state, .. } => json!({"state": state}),
         InventoryError::OrderClosed { order_id } => json!({"order_id": order_id}),
-        InventoryError::InvalidArgument(_) | InventoryError::ReservationNotFound { .. } => {
+        InventoryError::InvalidArgument(_)
+        | InventoryError::ReservationNotFound { .. }
+        | InventoryError::QuantityLimit { .. } => {
             json!({})
         }
     };
