@@ -149,7 +149,9 @@ async fn serve(
         tracing::info!(shard = index, last_lsn = recovery.last_lsn.0, snapshot_lsn = ?recovery.snapshot_lsn.map(|l| l.0),
             replayed = recovery.records_replayed, elapsed_ms = recovery.elapsed_ms, "shard ready");
     }
-    let admin = admin_token(&data_dir)?;
+    let tokens = cairn_server::tokens::TokenStore::open(&data_dir.join("tokens.json"))
+        .map_err(anyhow::Error::msg)?;
+    let admin = admin_token(&data_dir)?.with_store(tokens);
     let listener = tokio::net::TcpListener::bind(&http)
         .await
         .with_context(|| format!("cannot listen on {http}"))?;

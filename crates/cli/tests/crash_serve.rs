@@ -41,14 +41,15 @@ async fn reserve_until_stopped(
         else {
             break;
         };
-        if response.status().as_u16() == 201 {
-            if let Ok(reply) = response.json::<Value>().await {
-                let id = reply["reservation_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                acknowledged.push((id, qty, sku));
-            }
+        if response.status().as_u16() != 201 {
+            continue;
+        }
+        if let Ok(reply) = response.json::<Value>().await {
+            let id = reply["reservation_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            acknowledged.push((id, qty, sku));
         }
     }
     acknowledged

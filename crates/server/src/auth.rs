@@ -9,19 +9,29 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
-/// The admin token, as a hash.
+/// The admin token (as a hash) and the store of the other tokens.
 #[derive(Clone, Debug)]
 pub struct AdminToken {
     hash: [u8; 32],
+    /// Named tokens created by the admin.
+    pub tokens: std::sync::Arc<crate::tokens::TokenStore>,
 }
 
 impl AdminToken {
-    /// From the token's text.
+    /// From the token's text, with an in-memory token store.
     #[must_use]
     pub fn from_secret(secret: &str) -> AdminToken {
         AdminToken {
             hash: *blake3::hash(secret.as_bytes()).as_bytes(),
+            tokens: std::sync::Arc::new(crate::tokens::TokenStore::in_memory()),
         }
+    }
+
+    /// With a token store (normally `DIR/tokens.json`).
+    #[must_use]
+    pub fn with_store(mut self, store: crate::tokens::TokenStore) -> AdminToken {
+        self.tokens = std::sync::Arc::new(store);
+        self
     }
 
     /// Whether `presented` is this token.

@@ -10,6 +10,7 @@ pub mod error;
 mod inventory;
 mod routes;
 pub mod session;
+pub mod tokens;
 
 pub use auth::{AdminToken, admin_token};
 

@@ -1,14 +1,18 @@
 //! Routes: health, readiness, metrics and the OpenAPI document.
 
 use crate::App;
-use crate::auth::bearer;
+use crate::body::JsonBody;
 use crate::error::ApiError;
+use crate::session::{Caller, Role};
+use crate::tokens::{TOKEN_ACCOUNTS_MAX, TokenError};
 use axum::Json;
 use axum::Router;
+use axum::extract::Path;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::routing::{delete, post};
 use cairn_types::ErrorCode;
 use serde_json::json;
 
@@ -19,6 +23,7 @@ pub(crate) fn router(app: App) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .merge(crate::inventory::routes())
+        .merge(token_routes())
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::body::BODY_BYTES_MAX,
         ))
@@ -60,11 +65,8 @@ async fn readyz(State(app): State<App>) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
-async fn metrics(State(app): State<App>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let token = bearer(&headers)?;
-    if !app.admin.matches(token) {
-        return Err(ApiError::new(ErrorCode::Unauthenticated, "unknown token"));
-    }
+async fn metrics(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require_viewer()?;
     let shards: Vec<(u16, &cairn_engine::metrics::ShardMetrics)> = app
         .engine
         .shards()
@@ -89,4 +91,100 @@ async fn openapi() -> Json<serde_json::Value> {
         },
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}
     }))
+}
+
+fn token_routes() -> Router<App> {
+    Router::new()
+        .route("/v1/tokens", post(create_token).get(list_tokens))
+        .route("/v1/tokens/{name}", delete(revoke_token))
+}
+
+#[derive(serde::Deserialize)]
+struct CreateToken {
+    role: String,
+    name: String,
+    accounts: Option<Vec<String>>,
+}
+
+fn bad(message: String) -> ApiError {
+    ApiError::new(ErrorCode::InvalidArgument, message)
+}
+
+/// `POST /v1/tokens` (admin): a named token with a role; its secret is shown once.
+async fn create_token(
+    State(app): State<App>,
+    caller: Caller,
+    JsonBody(body): JsonBody<CreateToken>,
+) -> Result<Response, ApiError> {
+    caller.require_admin()?;
+    cairn_inventory::validate::identifier("name", &body.name).map_err(bad)?;
+    let role = match body.role.as_str() {
+        "viewer" => Role::Viewer,
+        "client" => Role::Client,
+        "operator" => Role::Operator,
+        other => {
+            return Err(bad(format!(
+                "role must be operator, client or viewer, got '{other}'"
+            )));
+        }
+    };
+    if let Some(accounts) = &body.accounts {
+        if accounts.len() > TOKEN_ACCOUNTS_MAX {
+            return Err(bad(format!(
+                "at most {TOKEN_ACCOUNTS_MAX} accounts per token"
+            )));
+        }
+        for account in accounts {
+            cairn_inventory::validate::identifier("account", account).map_err(bad)?;
+        }
+    }
+    let secret = app
+        .admin
+        .tokens
+        .create(&body.name, role, body.accounts.clone())
+        .map_err(token_error)?;
+    let reply = json!({"token": secret, "name": body.name, "role": role.as_str(), "accounts": body.accounts});
+    Ok((StatusCode::CREATED, Json(reply)).into_response())
+}
+
+/// `GET /v1/tokens` (admin): names, roles and accounts, never secrets.
+async fn list_tokens(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require_admin()?;
+    let tokens: Vec<_> = app
+        .admin
+        .tokens
+        .list()
+        .into_iter()
+        .map(|t| json!({"name": t.name, "role": t.role.as_str(), "accounts": t.accounts}))
+        .collect();
+    Ok(Json(json!({"tokens": tokens})).into_response())
+}
+
+/// `DELETE /v1/tokens/{name}` (admin): revoked at once and for good.
+async fn revoke_token(
+    State(app): State<App>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require_admin()?;
+    app.admin.tokens.revoke(&name).map_err(token_error)?;
+    Ok(Json(json!({"name": name, "revoked": true})).into_response())
+}
+
+fn token_error(error: TokenError) -> ApiError {
+    match error {
+        TokenError::AlreadyExists => {
+            ApiError::new(ErrorCode::AlreadyExists, "a token with this name exists")
+        }
+        TokenError::NotFound => ApiError::new(ErrorCode::NotFound, "no token has this name"),
+        TokenError::Full => ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("at most {} tokens", crate::tokens::TOKENS_MAX),
+        )
+        .with_code("limit_exceeded")
+        .with_status(409),
+        TokenError::Storage(reason) => {
+            ApiError::internal(format!("the token store could not be written: {reason}"))
+        }
+    }
 }

@@ -12,7 +12,10 @@ use cairn_types::{ErrorCode, Lsn, ShardId};
 use serde_json::json;
 
 /// Roles nest: each may do everything the ones before it may.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Reads and feeds.
     Viewer,
@@ -24,6 +27,19 @@ pub enum Role {
     Admin,
 }
 
+impl Role {
+    /// The wire name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Client => "client",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
 /// The authenticated caller of a request.
 #[derive(Clone, Debug)]
 pub struct Caller {
@@ -31,6 +47,8 @@ pub struct Caller {
     pub name: String,
     /// Its role.
     pub role: Role,
+    /// For a client token: the only accounts it may trade for.
+    pub accounts: Option<Vec<String>>,
 }
 
 impl Caller {
@@ -63,6 +81,14 @@ impl Caller {
         self.require(Role::Client)
     }
 
+    /// The admin only.
+    ///
+    /// # Errors
+    /// 403.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        self.require(Role::Admin)
+    }
+
     /// Operators and up.
     ///
     /// # Errors
@@ -81,9 +107,20 @@ impl FromRequestParts<App> for Caller {
             return Ok(Caller {
                 name: "admin".into(),
                 role: Role::Admin,
+                accounts: None,
             });
         }
-        Err(ApiError::new(ErrorCode::Unauthenticated, "unknown token"))
+        match app.admin.tokens.lookup(token) {
+            Some(stored) => Ok(Caller {
+                name: stored.name,
+                role: stored.role,
+                accounts: stored.accounts,
+            }),
+            None => Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "unknown or revoked token",
+            )),
+        }
     }
 }
 

@@ -443,3 +443,145 @@ async fn a_failed_fsync_makes_the_node_unready_and_loses_nothing_acknowledged() 
     assert_eq!(ready.status(), StatusCode::OK);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_nest_and_revoked_tokens_stop_at_once() {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let server = Server::start(Arc::new(MemStorage::new()), &clock).await;
+    let mut secrets = std::collections::BTreeMap::new();
+    for role in ["viewer", "client", "operator"] {
+        let (status, created) = server
+            .post(
+                "/v1/tokens",
+                json!({"role": role, "name": format!("{role}-1")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        assert_eq!(created["role"], role);
+        secrets.insert(role, created["token"].as_str().expect("secret").to_string());
+    }
+    let (status, taken) = server
+        .post("/v1/tokens", json!({"role": "viewer", "name": "viewer-1"}))
+        .await;
+    assert_eq!(
+        (status, code(&taken)),
+        (StatusCode::CONFLICT, "already_exists")
+    );
+    let (status, bad) = server
+        .post("/v1/tokens", json!({"role": "admin", "name": "x"}))
+        .await;
+    assert_eq!(
+        (status, code(&bad)),
+        (StatusCode::BAD_REQUEST, "invalid_argument")
+    );
+
+    let as_role = |role: &str, method: reqwest::Method, path: &str, body: Value| {
+        let request = server
+            .client
+            .request(method, format!("{}{path}", server.base))
+            .bearer_auth(&secrets[role])
+            .json(&body);
+        async move { request.send().await.expect("sent").status() }
+    };
+    let adjust =
+        json!({"request_id": "adj", "sku": "A", "location": "W", "delta": 5, "reason": "r"});
+    let reserve = json!({"request_id": "res", "order_id": "o", "lines": [{"sku": "A", "qty": 1}]});
+    assert_eq!(
+        as_role(
+            "client",
+            reqwest::Method::POST,
+            "/v1/inventory/adjustments",
+            adjust.clone()
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        as_role(
+            "operator",
+            reqwest::Method::POST,
+            "/v1/inventory/adjustments",
+            adjust
+        )
+        .await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        as_role(
+            "viewer",
+            reqwest::Method::POST,
+            "/v1/inventory/reservations",
+            reserve.clone()
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        as_role(
+            "client",
+            reqwest::Method::POST,
+            "/v1/inventory/reservations",
+            reserve
+        )
+        .await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        as_role(
+            "viewer",
+            reqwest::Method::GET,
+            "/v1/inventory/items/A",
+            Value::Null
+        )
+        .await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        as_role("viewer", reqwest::Method::GET, "/metrics", Value::Null).await,
+        StatusCode::OK
+    );
+    let operator_creates = json!({"role": "viewer", "name": "sneaky"});
+    assert_eq!(
+        as_role(
+            "operator",
+            reqwest::Method::POST,
+            "/v1/tokens",
+            operator_creates
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+
+    let revoked = server
+        .client
+        .delete(format!("{}/v1/tokens/client-1", server.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(revoked.status(), StatusCode::OK);
+    assert_eq!(
+        as_role(
+            "client",
+            reqwest::Method::GET,
+            "/v1/inventory/items/A",
+            Value::Null
+        )
+        .await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, listed) = server.get("/v1/tokens").await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = listed["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["operator-1", "viewer-1"]);
+    assert!(
+        !listed.to_string().contains(&secrets["viewer"]),
+        "secrets are never listed"
+    );
+    server.stop().await;
+}
