@@ -1,6 +1,7 @@
 //! The `cairn` binary: argument parsing and glue only. Every command's work lives in a library
 //! crate (server, engine, log, bench).
 
+mod inventory;
 mod logcmd;
 mod offline;
 mod serve;
@@ -29,6 +30,9 @@ enum Command {
     Snapshot(offline::SnapshotArgs),
     /// Rebuild the state as of a past LSN and print its hash and a summary (time travel for audits).
     Replay(offline::ReplayArgs),
+    /// Inventory on a running server: adjust, count, policy, reserve, confirm, release, get,
+    /// history.
+    Inventory(inventory::InventoryArgs),
     /// Benchmarks, measured side by side with their peers.
     Bench {
         #[command(subcommand)]
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Command::Log { command } => logcmd::run(command),
         Command::Snapshot(args) => offline::snapshot(&args),
         Command::Replay(args) => offline::replay(&args),
+        Command::Inventory(args) => inventory::run(args),
         Command::Bench {
             command: BenchCommand::Log(args),
         } => cairn_bench::run_log_bench(&args).map(|_| ExitCode::SUCCESS),

@@ -160,10 +160,7 @@ async fn serve(
     // A plain line that scripts and tests can wait for.
     eprintln!("cairn listening on http://{address}");
     let engine = Arc::new(engine);
-    let app = cairn_server::App {
-        engine: Arc::clone(&engine),
-        admin: Arc::new(admin),
-    };
+    let app = cairn_server::App::new(Arc::clone(&engine), Arc::new(admin));
     cairn_server::run(listener, app, shutdown_signal())
         .await
         .context("HTTP server failed")?;

@@ -24,7 +24,8 @@ struct SnapshotBody {
 /// A frozen copy of a shard's state, encoded off the sequencer thread.
 pub struct FrozenCore<M: StateMachine> {
     machine: M::Frozen,
-    requests: Vec<(String, Remembered)>,
+    /// An O(1) copy (persistent collections); listed in LSN order only when encoded.
+    requests: DedupTable,
     /// The last record included.
     pub lsn: Lsn,
     /// Its log time.
@@ -41,7 +42,7 @@ impl<M: StateMachine> FrozenCore<M> {
         M::encode_frozen(&self.machine, &mut machine)?;
         envelope::encode(&SnapshotBody {
             machine,
-            requests: self.requests.clone(),
+            requests: self.requests.to_entries().1,
         })
     }
 }
@@ -159,7 +160,7 @@ impl<M: StateMachine> Core<M> {
     pub fn freeze(&self) -> FrozenCore<M> {
         FrozenCore {
             machine: self.machine.freeze(),
-            requests: self.requests.to_entries().1,
+            requests: self.requests.clone(),
             lsn: self.lsn,
             at_ms: self.at_ms,
         }

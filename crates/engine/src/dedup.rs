@@ -6,7 +6,11 @@
 
 use cairn_types::Lsn;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+// Persistent collections: a snapshot clones the table in O(1) on the sequencer thread and
+// encodes it on the snapshotter thread. The map is never iterated (order comes from `order`), so
+// its hashing cannot leak into results.
+use imbl::{HashMap, Vector};
+use std::sync::Arc;
 
 /// A caller's idempotency key: its `request_id` and a fingerprint of the request body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,8 +78,8 @@ impl Default for DedupLimits {
 #[derive(Clone, Debug, Default)]
 pub struct DedupTable {
     limits: DedupLimits,
-    by_id: HashMap<String, Remembered>,
-    order: VecDeque<String>,
+    by_id: HashMap<String, Arc<Remembered>>,
+    order: Vector<String>,
 }
 
 /// What the table says about a request.
@@ -96,7 +100,7 @@ impl DedupTable {
         DedupTable {
             limits,
             by_id: HashMap::new(),
-            order: VecDeque::new(),
+            order: Vector::new(),
         }
     }
 
@@ -130,7 +134,7 @@ impl DedupTable {
             at_ms,
             outcome,
         };
-        if self.by_id.insert(key.id.clone(), entry).is_none() {
+        if self.by_id.insert(key.id.clone(), Arc::new(entry)).is_none() {
             self.order.push_back(key.id.clone());
         }
         self.evict(at_ms);
@@ -158,7 +162,11 @@ impl DedupTable {
         let entries = self
             .order
             .iter()
-            .filter_map(|id| self.by_id.get(id).map(|entry| (id.clone(), entry.clone())))
+            .filter_map(|id| {
+                self.by_id
+                    .get(id)
+                    .map(|entry| (id.clone(), Remembered::clone(entry)))
+            })
             .collect();
         (self.limits, entries)
     }
@@ -169,7 +177,7 @@ impl DedupTable {
         let mut table = DedupTable::new(limits);
         for (id, entry) in entries {
             table.order.push_back(id.clone());
-            table.by_id.insert(id, entry);
+            table.by_id.insert(id, Arc::new(entry));
         }
         table
     }

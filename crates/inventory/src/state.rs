@@ -5,7 +5,12 @@ use crate::{
     CLOSED_ORDERS_MAX, FINISHED_RESERVATIONS_MAX, FINISHED_RETENTION_MS, HISTORY_PER_SKU_MAX,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+// Persistent (structurally shared) collections: cloning the whole state for a snapshot is O(1),
+// so the sequencer's snapshot pause does not grow with the state; ordered, so encoding and the
+// state hash depend on the contents alone.
+use imbl::{OrdMap, OrdSet, Vector};
+use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// Stock of one SKU at one location.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,16 +142,16 @@ pub struct HistoryEntry {
 /// hash) depends on the contents alone.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
-    pub(crate) items: BTreeMap<String, BTreeMap<String, Item>>,
-    pub(crate) reservations: BTreeMap<u64, Reservation>,
+    pub(crate) items: OrdMap<String, OrdMap<String, Item>>,
+    pub(crate) reservations: OrdMap<u64, Arc<Reservation>>,
     /// Active reservations by expiry.
-    pub(crate) expiry: BTreeSet<(u64, u64)>,
+    pub(crate) expiry: OrdSet<(u64, u64)>,
     /// Finished reservations by finish time, for pruning.
-    pub(crate) finished: VecDeque<(u64, u64)>,
+    pub(crate) finished: Vector<(u64, u64)>,
     /// Orders released or expired, with the time: a later reservation for them is refused.
-    pub(crate) closed_orders: BTreeMap<String, u64>,
-    pub(crate) closed_order_queue: VecDeque<(u64, String)>,
-    pub(crate) history: BTreeMap<String, VecDeque<HistoryEntry>>,
+    pub(crate) closed_orders: OrdMap<String, u64>,
+    pub(crate) closed_order_queue: Vector<(u64, String)>,
+    pub(crate) history: OrdMap<String, Arc<VecDeque<HistoryEntry>>>,
     pub(crate) next_reservation_id: u64,
 }
 
@@ -196,7 +201,7 @@ impl Inventory {
     /// A reservation.
     #[must_use]
     pub fn reservation(&self, reservation_id: u64) -> Option<&Reservation> {
-        self.reservations.get(&reservation_id)
+        self.reservations.get(&reservation_id).map(|r| &**r)
     }
 
     /// Active reservations, by id.
@@ -204,7 +209,7 @@ impl Inventory {
         self.reservations
             .iter()
             .filter(|(_, r)| r.state == ReservationState::Active)
-            .map(|(id, r)| (*id, r))
+            .map(|(id, r)| (*id, &**r))
     }
 
     /// Every (SKU, location, item).
@@ -228,7 +233,7 @@ impl Inventory {
     /// A one-line summary.
     #[must_use]
     pub fn summary(&self) -> String {
-        let items = self.items.values().map(BTreeMap::len).sum::<usize>();
+        let items = self.items.values().map(OrdMap::len).sum::<usize>();
         let on_hand: i128 = self
             .items()
             .map(|(_, _, item)| i128::from(item.on_hand))
@@ -420,7 +425,7 @@ impl Inventory {
             expires_at_ms,
             created_at_ms: at_ms,
         };
-        self.reservations.insert(id, reservation);
+        self.reservations.insert(id, Arc::new(reservation));
         self.expiry.insert((expires_at_ms, id));
         self.next_reservation_id = self.next_reservation_id.max(id + 1);
     }
@@ -434,7 +439,7 @@ impl Inventory {
         lsn: u64,
         at_ms: u64,
     ) {
-        let Some(reservation) = self.reservations.get_mut(&id) else {
+        let Some(reservation) = self.reservations.get_mut(&id).map(Arc::make_mut) else {
             return;
         };
         if reservation.state != ReservationState::Active {
@@ -476,7 +481,10 @@ impl Inventory {
     }
 
     fn record(&mut self, sku: &str, entry: HistoryEntry) {
-        let entries = self.history.entry(sku.to_string()).or_default();
+        let entries = match self.history.get_mut(sku) {
+            Some(entries) => Arc::make_mut(entries),
+            None => Arc::make_mut(self.history.entry(sku.to_string()).or_default()),
+        };
         if entries.len() == HISTORY_PER_SKU_MAX {
             entries.pop_front();
         }

@@ -33,8 +33,8 @@ pub(crate) fn routes() -> Router<App> {
         .route("/v1/inventory/items/{sku}/history", get(history))
 }
 
-#[derive(Deserialize, Serialize)]
-struct AdjustBody {
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+pub(crate) struct AdjustBody {
     request_id: String,
     sku: String,
     location: String,
@@ -42,8 +42,8 @@ struct AdjustBody {
     reason: String,
 }
 
-#[derive(Deserialize, Serialize)]
-struct CountBody {
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+pub(crate) struct CountBody {
     request_id: String,
     sku: String,
     location: String,
@@ -51,8 +51,8 @@ struct CountBody {
     expected_on_hand: Option<i64>,
 }
 
-#[derive(Deserialize, Serialize)]
-struct PolicyBody {
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+pub(crate) struct PolicyBody {
     request_id: String,
     sku: String,
     location: String,
@@ -60,23 +60,23 @@ struct PolicyBody {
     backorder_limit: Option<i64>,
 }
 
-#[derive(Deserialize, Serialize)]
-struct LineBody {
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+pub(crate) struct LineBody {
     sku: String,
     location: Option<String>,
     qty: i64,
 }
 
-#[derive(Deserialize, Serialize)]
-struct ReserveBody {
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+pub(crate) struct ReserveBody {
     request_id: String,
     order_id: String,
     lines: Vec<LineBody>,
     ttl_ms: Option<u64>,
 }
 
-#[derive(Deserialize, Serialize)]
-struct FinishBody {
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+pub(crate) struct FinishBody {
     request_id: String,
 }
 
@@ -133,7 +133,8 @@ async fn item_command(
     }
 }
 
-async fn adjust(
+#[utoipa::path(post, path = "/v1/inventory/adjustments", tag = "inventory", request_body = AdjustBody, responses((status = 200, description = "success", body = crate::openapi::ItemReplyDoc), (status = 400, description = "invalid input", body = crate::openapi::ErrorDoc), (status = 401, description = "no or unknown token", body = crate::openapi::ErrorDoc), (status = 403, description = "role not allowed", body = crate::openapi::ErrorDoc), (status = 409, description = "conflict with the current state", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
+pub(crate) async fn adjust(
     State(app): State<App>,
     caller: Caller,
     JsonBody(body): JsonBody<AdjustBody>,
@@ -153,7 +154,8 @@ async fn adjust(
     item_command(&app, &caller, &body.sku, key, command).await
 }
 
-async fn count(
+#[utoipa::path(post, path = "/v1/inventory/counts", tag = "inventory", request_body = CountBody, responses((status = 200, description = "success", body = crate::openapi::ItemReplyDoc), (status = 400, description = "invalid input", body = crate::openapi::ErrorDoc), (status = 401, description = "no or unknown token", body = crate::openapi::ErrorDoc), (status = 403, description = "role not allowed", body = crate::openapi::ErrorDoc), (status = 409, description = "conflict with the current state", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
+pub(crate) async fn count(
     State(app): State<App>,
     caller: Caller,
     JsonBody(body): JsonBody<CountBody>,
@@ -175,7 +177,8 @@ async fn count(
     item_command(&app, &caller, &body.sku, key, command).await
 }
 
-async fn policy(
+#[utoipa::path(post, path = "/v1/inventory/policies", tag = "inventory", request_body = PolicyBody, responses((status = 200, description = "success", body = crate::openapi::ItemReplyDoc), (status = 400, description = "invalid input", body = crate::openapi::ErrorDoc), (status = 401, description = "no or unknown token", body = crate::openapi::ErrorDoc), (status = 403, description = "role not allowed", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
+pub(crate) async fn policy(
     State(app): State<App>,
     caller: Caller,
     JsonBody(body): JsonBody<PolicyBody>,
@@ -227,7 +230,8 @@ fn reservation_json(shard: ShardId, view: &ReservationView) -> serde_json::Value
     })
 }
 
-async fn reserve(
+#[utoipa::path(post, path = "/v1/inventory/reservations", tag = "inventory", request_body = ReserveBody, responses((status = 201, description = "created", body = crate::openapi::ReservationDoc), (status = 400, description = "invalid input", body = crate::openapi::ErrorDoc), (status = 401, description = "no or unknown token", body = crate::openapi::ErrorDoc), (status = 403, description = "role not allowed", body = crate::openapi::ErrorDoc), (status = 409, description = "conflict with the current state", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
+pub(crate) async fn reserve(
     State(app): State<App>,
     caller: Caller,
     JsonBody(body): JsonBody<ReserveBody>,
@@ -311,7 +315,8 @@ async fn finish(
     Ok(Json(reply).into_response())
 }
 
-async fn confirm(
+#[utoipa::path(post, path = "/v1/inventory/reservations/{id}/confirm", tag = "inventory", params(("id" = String, Path)), request_body = FinishBody, responses((status = 200, description = "success", body = crate::openapi::ReservationDoc), (status = 404, description = "unknown resource", body = crate::openapi::ErrorDoc), (status = 409, description = "conflict with the current state", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
+pub(crate) async fn confirm(
     State(app): State<App>,
     caller: Caller,
     Path(id): Path<String>,
@@ -320,7 +325,8 @@ async fn confirm(
     finish(&app, &caller, &id, &body, true).await
 }
 
-async fn release(
+#[utoipa::path(post, path = "/v1/inventory/reservations/{id}/release", tag = "inventory", params(("id" = String, Path)), request_body = FinishBody, responses((status = 200, description = "success", body = crate::openapi::ReservationDoc), (status = 404, description = "unknown resource", body = crate::openapi::ErrorDoc), (status = 409, description = "conflict with the current state", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
+pub(crate) async fn release(
     State(app): State<App>,
     caller: Caller,
     Path(id): Path<String>,
@@ -329,7 +335,8 @@ async fn release(
     finish(&app, &caller, &id, &body, false).await
 }
 
-async fn get_reservation(
+#[utoipa::path(get, path = "/v1/inventory/reservations/{id}", tag = "inventory", params(("id" = String, Path)), responses((status = 200, description = "success", body = crate::openapi::ReservationDoc), (status = 404, description = "unknown resource", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
+pub(crate) async fn get_reservation(
     State(app): State<App>,
     caller: Caller,
     Path(id): Path<String>,
@@ -345,7 +352,8 @@ async fn get_reservation(
     Ok(Json(reservation_json(shard, &view)).into_response())
 }
 
-async fn get_item(
+#[utoipa::path(get, path = "/v1/inventory/items/{sku}", tag = "inventory", params(("sku" = String, Path, description = "percent-encoded")), responses((status = 200, description = "success", body = crate::openapi::ItemsDoc), (status = 404, description = "unknown resource", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
+pub(crate) async fn get_item(
     State(app): State<App>,
     caller: Caller,
     Path(sku): Path<String>,
@@ -366,7 +374,8 @@ async fn get_item(
     Ok(Json(json!({"sku": sku, "total_available": total_available, "locations": locations, "lsn": lsn.0})).into_response())
 }
 
-async fn history(
+#[utoipa::path(get, path = "/v1/inventory/items/{sku}/history", tag = "inventory", params(("sku" = String, Path)), responses((status = 200, description = "success", body = crate::openapi::HistoryDoc), (status = 404, description = "unknown resource", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
+pub(crate) async fn history(
     State(app): State<App>,
     caller: Caller,
     Path(sku): Path<String>,

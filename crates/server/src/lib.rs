@@ -7,7 +7,9 @@
 pub mod auth;
 mod body;
 pub mod error;
+mod feed;
 mod inventory;
+pub mod openapi;
 mod routes;
 pub mod session;
 pub mod tokens;
@@ -25,12 +27,52 @@ use tokio::net::TcpListener;
 pub struct App {
     /// The engine.
     pub engine: Arc<Engine<Cairn>>,
-    /// The admin token's hash.
+    /// The admin token's hash and the token store.
     pub admin: Arc<AdminToken>,
+    /// Set when the server starts shutting down: long-lived responses (feeds) end then.
+    pub closing: Closing,
 }
 
-/// Serves HTTP on `listener` until `shutdown` completes, then stops accepting, lets requests in
-/// progress finish and returns. The caller shuts the engine down after (so the log is synced).
+impl App {
+    /// An app over an engine and its tokens.
+    #[must_use]
+    pub fn new(engine: Arc<Engine<Cairn>>, admin: Arc<AdminToken>) -> App {
+        App {
+            engine,
+            admin,
+            closing: Closing::default(),
+        }
+    }
+}
+
+/// A one-way "the server is shutting down" signal.
+#[derive(Clone, Debug)]
+pub struct Closing(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Closing {
+    fn default() -> Closing {
+        Closing(Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Closing {
+    /// Signals every waiter.
+    pub fn close(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Completes once [`Closing::close`] was called.
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut receiver = self.0.subscribe();
+        async move {
+            let _ = receiver.wait_for(|closing| *closing).await;
+        }
+    }
+}
+
+/// Serves HTTP on `listener` until `shutdown` completes, then ends the open feeds, stops
+/// accepting, lets requests in progress finish and returns. The caller shuts the engine down
+/// after (so the log is synced).
 ///
 /// # Errors
 /// I/O errors of the listener.
@@ -39,6 +81,11 @@ pub async fn run(
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let closing = app.closing.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closing.close();
+    };
     let router = routes::router(app);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)

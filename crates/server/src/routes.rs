@@ -23,6 +23,7 @@ pub(crate) fn router(app: App) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .merge(crate::inventory::routes())
+        .merge(crate::feed::routes())
         .merge(token_routes())
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::body::BODY_BYTES_MAX,
@@ -45,13 +46,15 @@ async fn not_found() -> ApiError {
 }
 
 /// Alive: the process answers.
-async fn healthz() -> Json<serde_json::Value> {
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "alive")), security(()))]
+pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// Ready: every shard accepts writes. A shard that stopped after a storage failure makes the
 /// node unready, with the reason.
-async fn readyz(State(app): State<App>) -> Response {
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "every shard accepts writes"), (status = 503, description = "a shard stopped after a storage failure")), security(()))]
+pub(crate) async fn readyz(State(app): State<App>) -> Response {
     let stopped = app.engine.stopped();
     if stopped.is_empty() {
         return Json(json!({"status": "ready", "shards": app.engine.shard_count()}))
@@ -65,7 +68,8 @@ async fn readyz(State(app): State<App>) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
-async fn metrics(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text", content_type = "text/plain"), (status = 401, description = "no or unknown token", body = crate::openapi::ErrorDoc)))]
+pub(crate) async fn metrics(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
     caller.require_viewer()?;
     let shards: Vec<(u16, &cairn_engine::metrics::ShardMetrics)> = app
         .engine
@@ -78,19 +82,9 @@ async fn metrics(State(app): State<App>, caller: Caller) -> Result<Response, Api
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
-async fn openapi() -> Json<serde_json::Value> {
-    Json(json!({
-        "openapi": "3.1.0",
-        "info": {"title": "Cairn", "version": env!("CARGO_PKG_VERSION")},
-        "paths": {
-            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
-            "/readyz": {"get": {"summary": "Readiness: every shard accepts writes", "responses": {
-                "200": {"description": "ready"}, "503": {"description": "a shard stopped after a storage failure"}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "security": [{"bearer": []}], "responses": {
-                "200": {"description": "Prometheus text"}, "401": {"description": "no or unknown token"}}}}
-        },
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}
-    }))
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "this document")), security(()))]
+pub(crate) async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
 }
 
 fn token_routes() -> Router<App> {
@@ -99,8 +93,8 @@ fn token_routes() -> Router<App> {
         .route("/v1/tokens/{name}", delete(revoke_token))
 }
 
-#[derive(serde::Deserialize)]
-struct CreateToken {
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+pub(crate) struct CreateToken {
     role: String,
     name: String,
     accounts: Option<Vec<String>>,
@@ -111,7 +105,8 @@ fn bad(message: String) -> ApiError {
 }
 
 /// `POST /v1/tokens` (admin): a named token with a role; its secret is shown once.
-async fn create_token(
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = CreateToken, responses((status = 201, description = "created", body = crate::openapi::TokenDoc), (status = 409, description = "conflict", body = crate::openapi::ErrorDoc), (status = 403, description = "not allowed", body = crate::openapi::ErrorDoc)))]
+pub(crate) async fn create_token(
     State(app): State<App>,
     caller: Caller,
     JsonBody(body): JsonBody<CreateToken>,
@@ -148,7 +143,11 @@ async fn create_token(
 }
 
 /// `GET /v1/tokens` (admin): names, roles and accounts, never secrets.
-async fn list_tokens(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens", responses((status = 200, description = "{tokens: [token]} without secrets")))]
+pub(crate) async fn list_tokens(
+    State(app): State<App>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
     caller.require_admin()?;
     let tokens: Vec<_> = app
         .admin
@@ -161,7 +160,8 @@ async fn list_tokens(State(app): State<App>, caller: Caller) -> Result<Response,
 }
 
 /// `DELETE /v1/tokens/{name}` (admin): revoked at once and for good.
-async fn revoke_token(
+#[utoipa::path(delete, path = "/v1/tokens/{name}", tag = "tokens", params(("name" = String, Path)), responses((status = 200, description = "revoked"), (status = 404, description = "unknown", body = crate::openapi::ErrorDoc)))]
+pub(crate) async fn revoke_token(
     State(app): State<App>,
     caller: Caller,
     Path(name): Path<String>,

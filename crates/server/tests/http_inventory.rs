@@ -38,10 +38,10 @@ impl Server {
                 .expect("engine opens")
                 .0,
         );
-        let app = App {
-            engine: Arc::clone(&engine),
-            admin: Arc::new(AdminToken::from_secret(TOKEN)),
-        };
+        let app = App::new(
+            Arc::clone(&engine),
+            Arc::new(AdminToken::from_secret(TOKEN)),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -583,5 +583,81 @@ async fn roles_nest_and_revoked_tokens_stop_at_once() {
         !listed.to_string().contains(&secrets["viewer"]),
         "secrets are never listed"
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_every_route_and_matches_live_responses() {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let server = Server::start(Arc::new(MemStorage::new()), &clock).await;
+    let document: Value = server
+        .client
+        .get(format!("{}/openapi.json", server.base))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let paths = document["paths"].as_object().expect("paths");
+    for path in [
+        "/v1/inventory/adjustments",
+        "/v1/inventory/counts",
+        "/v1/inventory/policies",
+        "/v1/inventory/reservations",
+        "/v1/inventory/reservations/{id}",
+        "/v1/inventory/reservations/{id}/confirm",
+        "/v1/inventory/reservations/{id}/release",
+        "/v1/inventory/items/{sku}",
+        "/v1/inventory/items/{sku}/history",
+        "/v1/tokens",
+        "/v1/tokens/{name}",
+        "/v1/events",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} is missing from /openapi.json"
+        );
+    }
+    let properties = |schema: &str| -> Vec<String> {
+        let mut keys: Vec<String> = document["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .expect(schema)
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    };
+    let keys = |value: &Value| -> Vec<String> {
+        let mut keys: Vec<String> = value.as_object().expect("object").keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    let (_, adjusted) = server
+        .post(
+            "/v1/inventory/adjustments",
+            json!({"request_id": "a", "sku": "A", "location": "W", "delta": 3, "reason": "r"}),
+        )
+        .await;
+    assert_eq!(keys(&adjusted), properties("ItemReplyDoc"));
+    assert_eq!(keys(&adjusted["item"]), properties("ItemDoc"));
+    let (_, reserved) = server
+        .post(
+            "/v1/inventory/reservations",
+            json!({"request_id": "r", "order_id": "o", "lines": [{"sku": "A", "qty": 1}]}),
+        )
+        .await;
+    assert_eq!(keys(&reserved), properties("ReservationDoc"));
+    assert_eq!(keys(&reserved["lines"][0]), properties("LineDoc"));
+    let (_, item) = server.get("/v1/inventory/items/A").await;
+    assert_eq!(keys(&item), properties("ItemsDoc"));
+    let (_, history) = server.get("/v1/inventory/items/A/history").await;
+    assert_eq!(keys(&history["events"][0]), properties("HistoryEventDoc"));
+    let (_, error) = server.get("/v1/inventory/items/none").await;
+    assert_eq!(keys(&error["error"]), properties("ErrorInnerDoc"));
     server.stop().await;
 }
