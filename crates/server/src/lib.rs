@@ -8,6 +8,7 @@ pub mod auth;
 mod body;
 pub mod error;
 mod feed;
+pub mod http_metrics;
 mod inventory;
 pub mod openapi;
 mod routes;
@@ -31,6 +32,8 @@ pub struct App {
     pub admin: Arc<AdminToken>,
     /// Set when the server starts shutting down: long-lived responses (feeds) end then.
     pub closing: Closing,
+    /// Request counts and latencies.
+    pub http: Arc<http_metrics::HttpMetrics>,
 }
 
 impl App {
@@ -41,6 +44,7 @@ impl App {
             engine,
             admin,
             closing: Closing::default(),
+            http: Arc::default(),
         }
     }
 }

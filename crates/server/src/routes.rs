@@ -15,8 +15,10 @@ use axum::routing::get;
 use axum::routing::{delete, post};
 use cairn_types::ErrorCode;
 use serde_json::json;
+use std::sync::Arc;
 
 pub(crate) fn router(app: App) -> Router {
+    let http = Arc::clone(&app.http);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -30,6 +32,10 @@ pub(crate) fn router(app: App) -> Router {
         ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(axum::middleware::from_fn_with_state(
+            http,
+            crate::http_metrics::record,
+        ))
         .with_state(app)
 }
 
@@ -79,6 +85,7 @@ pub(crate) async fn metrics(State(app): State<App>, caller: Caller) -> Result<Re
         .collect();
     let mut text = String::new();
     cairn_engine::metrics::write_prometheus(&mut text, &shards);
+    app.http.write_prometheus(&mut text);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 

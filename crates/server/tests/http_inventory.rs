@@ -659,5 +659,27 @@ async fn the_openapi_document_lists_every_route_and_matches_live_responses() {
     assert_eq!(keys(&history["events"][0]), properties("HistoryEventDoc"));
     let (_, error) = server.get("/v1/inventory/items/none").await;
     assert_eq!(keys(&error["error"]), properties("ErrorInnerDoc"));
+    let metrics = server
+        .client
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("sent");
+    let text = metrics.text().await.expect("text");
+    assert!(
+        text.contains(r#"cairn_http_requests_total{method="POST",route="/v1/inventory/reservations",status="201"} 1"#),
+        "request counts by route and status"
+    );
+    assert!(
+        text.contains(
+            r#"cairn_http_request_seconds_count{method="GET",route="/v1/inventory/items/{sku}"} 2"#
+        ),
+        "latencies"
+    );
+    assert!(
+        text.contains("cairn_log_fsync_seconds_bucket"),
+        "fsync latency"
+    );
     server.stop().await;
 }
