@@ -19,10 +19,13 @@ struct Series {
     latency: Histogram,
 }
 
+/// Series by (method, route template).
+type SeriesMap = BTreeMap<(String, String), Arc<Mutex<Series>>>;
+
 /// HTTP counters.
 #[derive(Default)]
 pub struct HttpMetrics {
-    series: Mutex<BTreeMap<(String, String), Arc<Mutex<Series>>>>,
+    series: Mutex<SeriesMap>,
 }
 
 impl HttpMetrics {
