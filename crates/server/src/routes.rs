@@ -86,6 +86,7 @@ pub(crate) async fn metrics(State(app): State<App>, caller: Caller) -> Result<Re
     let mut text = String::new();
     cairn_engine::metrics::write_prometheus(&mut text, &shards);
     app.http.write_prometheus(&mut text);
+    write_disk_usage(&mut text, &app);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
@@ -193,5 +194,47 @@ fn token_error(error: TokenError) -> ApiError {
         TokenError::Storage(reason) => {
             ApiError::internal(format!("the token store could not be written: {reason}"))
         }
+    }
+}
+
+/// Bytes of log segments and snapshots on disk per shard (listed at scrape time: a few files).
+fn write_disk_usage(out: &mut String, app: &App) {
+    use std::fmt::Write as _;
+    let dir_bytes = |dir: std::path::PathBuf| -> u64 {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let _ = writeln!(
+        out,
+        "# HELP cairn_log_size_bytes Bytes of log segments on disk.\n# TYPE cairn_log_size_bytes gauge"
+    );
+    for shard in app.engine.shards() {
+        let dir = cairn_engine::shard_dir(app.engine.data_dir(), shard.id()).join("log");
+        let _ = writeln!(
+            out,
+            "cairn_log_size_bytes{{shard=\"{}\"}} {}",
+            shard.id().0,
+            dir_bytes(dir)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP cairn_snapshots_size_bytes Bytes of snapshots on disk.\n# TYPE cairn_snapshots_size_bytes gauge"
+    );
+    for shard in app.engine.shards() {
+        let dir = cairn_engine::shard_dir(app.engine.data_dir(), shard.id()).join("snapshots");
+        let _ = writeln!(
+            out,
+            "cairn_snapshots_size_bytes{{shard=\"{}\"}} {}",
+            shard.id().0,
+            dir_bytes(dir)
+        );
     }
 }
