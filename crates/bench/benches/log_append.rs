@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the log's hot paths: encoding and decoding one 100-byte record, and a
-//! durable append through group commit with 1 and 16 appender threads on the real disk.
+//! durable append through group commit on the real disk with 1, 16 and 256 appenders, as OS
+//! threads blocking in `append` and as tokio tasks awaiting a oneshot completion.
 //!
 //! Short on purpose (`cargo bench -p cairn-bench` takes a few minutes): the side-by-side figures
 //! against the disk's floor come from `cairn bench log`, not from here.
@@ -74,28 +75,97 @@ fn append_with(commit: &GroupCommit, threads: usize, iters: u64) -> Duration {
     started.elapsed()
 }
 
+/// Appends `iters` records, durably, spread over `tasks` async tasks on `runtime`, each
+/// submitting one record at a time and awaiting its completion; returns the elapsed time.
+fn append_with_tasks(
+    runtime: &tokio::runtime::Runtime,
+    commit: &Arc<GroupCommit>,
+    tasks: usize,
+    iters: u64,
+) -> Duration {
+    let per_task = iters.div_ceil(tasks as u64);
+    let started = Instant::now();
+    runtime.block_on(async {
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let commit = Arc::clone(commit);
+                tokio::spawn(async move {
+                    let payload = payload();
+                    for _ in 0..per_task {
+                        let entry = OwnedEntry {
+                            timestamp_ms: 1,
+                            record_type: 1,
+                            payload: payload.clone(),
+                        };
+                        let (done, durable) = tokio::sync::oneshot::channel();
+                        let submitted = commit.submit(
+                            vec![entry],
+                            Box::new(move |result| {
+                                let _ = done.send(result);
+                            }),
+                        );
+                        match submitted {
+                            Ok(_) => match durable.await {
+                                Ok(Ok(_)) => {}
+                                other => panic!("durable append failed: {other:?}"),
+                            },
+                            Err(error) => panic!("submit failed: {error}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.expect("an appender task panicked");
+        }
+    });
+    started.elapsed()
+}
+
+/// A group-commit log in a fresh scratch directory (removed when the directory is dropped).
+fn scratch_log() -> (tempfile::TempDir, Arc<GroupCommit>) {
+    // Cargo's scratch directory for benches is under `target/`, on the workspace's disk.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a scratch directory");
+    let (writer, _) = open_log(
+        Arc::new(FileStorage),
+        dir.path(),
+        LogOptions::default(),
+        ScanStart::ZERO,
+        &mut |_| Ok(()),
+    )
+    .expect("a fresh log opens");
+    let commit = GroupCommit::start(writer, CommitOptions::default()).expect("the writer starts");
+    (dir, Arc::new(commit))
+}
+
 fn durable_append(c: &mut Criterion) {
     let mut group = c.benchmark_group("group_commit_append_100B_sync");
     group.throughput(Throughput::Elements(1));
-    for threads in [1, 16] {
-        // Cargo's scratch directory for benches is under `target/`, on the workspace's disk.
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a scratch directory");
-        let (writer, _) = open_log(
-            Arc::new(FileStorage),
-            dir.path(),
-            LogOptions::default(),
-            ScanStart::ZERO,
-            &mut |_| Ok(()),
-        )
-        .expect("a fresh log opens");
-        let commit =
-            GroupCommit::start(writer, CommitOptions::default()).expect("the writer starts");
+    for threads in [1, 16, 256] {
+        let (_dir, commit) = scratch_log();
         group.bench_function(format!("threads_{threads}"), |b| {
             b.iter_custom(|iters| append_with(&commit, threads, iters));
         });
-        commit.shutdown().expect("the writer shuts down");
+        shut_down(commit);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .build()
+        .expect("a tokio runtime");
+    for tasks in [1, 16, 256] {
+        let (_dir, commit) = scratch_log();
+        group.bench_function(format!("tasks_{tasks}"), |b| {
+            b.iter_custom(|iters| append_with_tasks(&runtime, &commit, tasks, iters));
+        });
+        shut_down(commit);
     }
     group.finish();
+}
+
+fn shut_down(commit: Arc<GroupCommit>) {
+    Arc::into_inner(commit)
+        .expect("the appenders are done")
+        .shutdown()
+        .expect("the writer shuts down");
 }
 
 criterion_group! {

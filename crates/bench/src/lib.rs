@@ -8,7 +8,10 @@
 //! - **append**: how close does group commit come to the disk's floor? The floor is one thread
 //!   doing one `write` + `fdatasync` per batch on a plain file, at the *same* mean batch size that
 //!   the log reached with N appenders, so the ratio compares like with like. The log is driven by
-//!   N threads, each appending one 100-byte record at a time and waiting until it is durable.
+//!   N appenders, each appending one 100-byte record at a time and waiting until it is durable:
+//!   by default N async tasks on a tokio runtime (as the server's request handlers use the log:
+//!   `submit` with a completion that sends on a oneshot channel), or with `--appenders threads`
+//!   N OS threads blocking in `GroupCommit::append`.
 //!   The two alternate in slices of half a second, so that both see the same disk and the same
 //!   neighbours: on a shared virtual machine `fdatasync` is mostly scheduling delay, and that
 //!   changes with the other tenants' CPU load (each row says how busy they were).
@@ -25,6 +28,7 @@
 
 mod append;
 mod floor;
+pub mod inventory;
 mod machine;
 #[cfg(feature = "plot")]
 mod plot;
@@ -33,6 +37,7 @@ mod recover;
 pub mod report;
 mod stats;
 
+pub use inventory::{InventoryBenchArgs, run_inventory_bench};
 pub use report::{Machine, Report, Row, Settings};
 
 use anyhow::{Context as _, bail};
@@ -91,6 +96,32 @@ pub struct LogBenchArgs {
     /// Do not drop the page cache before the recovery timings (rows then say `"cache": "warm"`).
     #[arg(long)]
     pub warm_cache: bool,
+    /// What the appenders are: async tasks on a tokio runtime with one worker per core (each
+    /// `submit`s with a completion that sends on a oneshot channel, and awaits it), or OS threads
+    /// each blocking in `GroupCommit::append`.
+    #[arg(long, value_enum, default_value_t = Appenders::Tasks)]
+    pub appenders: Appenders,
+}
+
+/// What drives the log in the append points.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Appenders {
+    /// Async tasks on a multi-threaded tokio runtime, one worker thread per core.
+    #[default]
+    Tasks,
+    /// One OS thread per appender, blocking in `GroupCommit::append`.
+    Threads,
+}
+
+impl Appenders {
+    /// Its name in the report (`tasks`, `threads`).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Appenders::Tasks => "tasks",
+            Appenders::Threads => "threads",
+        }
+    }
 }
 
 impl Default for LogBenchArgs {
@@ -105,6 +136,7 @@ impl Default for LogBenchArgs {
             in_flight: IN_FLIGHT_DEFAULT.to_vec(),
             runs: RUNS_DEFAULT,
             warm_cache: false,
+            appenders: Appenders::Tasks,
         }
     }
 }
@@ -230,5 +262,6 @@ fn settings(args: &LogBenchArgs, work: &Path) -> Settings {
         },
         dir: work.display().to_string(),
         dir_fs: machine::file_system_of(work),
+        appenders: args.appenders.name().to_string(),
     }
 }

@@ -104,8 +104,12 @@ fn draw_append<DB: DrawingBackend>(
     let mut builder = ChartBuilder::on(area);
     builder.margin(20);
     if text {
+        let caption = format!(
+            "append ({}): durable records/s (log scale)",
+            report.settings.appenders
+        );
         builder
-            .caption("append: durable records/s (log scale)", (FONT, 22))
+            .caption(caption, (FONT, 22))
             .x_label_area_size(40)
             .y_label_area_size(70);
     }
@@ -312,6 +316,7 @@ mod tests {
             recover_records: 10,
             dir: "/x".into(),
             dir_fs: "ext4".into(),
+            appenders: "tasks".into(),
         };
         let mut report = Report::new("log", machine, settings);
         for (n, cairn, floor) in [(1, 400.0, 500.0), (256, 30_000.0, 40_000.0)] {

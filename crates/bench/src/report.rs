@@ -51,6 +51,10 @@ pub struct Settings {
     pub dir: String,
     /// The type of the file system they were on.
     pub dir_fs: String,
+    /// What drove the log in the append points: `tasks` (async tasks on a tokio runtime) or
+    /// `threads` (one OS thread per appender).
+    #[serde(default)]
+    pub appenders: String,
 }
 
 /// One measured point. Rates and times are medians over the runs; `*_min` and `*_max` give the
@@ -64,6 +68,9 @@ pub struct Row {
     /// Concurrent appenders (1 for the single-threaded floor and recovery rows).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<usize>,
+    /// For the log's append rows, what the appenders were: `tasks` or `threads`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appenders: Option<String>,
     /// Records per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ops_per_s: Option<f64>,
@@ -83,10 +90,20 @@ pub struct Row {
     /// writer's time the disk took.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fsync_mean_us: Option<f64>,
+    /// Share of the measured time spent inside `fdatasync` (0 to 1): how busy the log kept the
+    /// disk. The floor is near 1 by construction; the log's share is what its own CPU work, its
+    /// thread hand-offs and its waits for submissions leave. Unlike the ratio of rates, it does
+    /// not depend on how fast `fdatasync` was in each system's slices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsync_busy_share: Option<f64>,
     /// Share of the machine's CPU time that other processes took while this point was measured
     /// (0 to 1): a busy neighbour delays every woken thread on the I/O path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub others_cpu_share: Option<f64>,
+    /// Share of the machine's CPU time this benchmark process used meanwhile (0 to 1; kernel
+    /// threads working for it, such as the file system's journal, count as others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_cpu_share: Option<f64>,
     /// Cairn's speed as a fraction of the floor's: records per second over the floor's at the
     /// same batch size, or the floor's seconds over Cairn's for recovery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,8 +222,8 @@ impl Report {
         let _ = writeln!(
             out,
             "\nappend: {}-byte records, each durable (fdatasync) before it is acknowledged; \
-             median of {} run(s) of {} s [min..max]",
-            s.payload_bytes, s.runs, s.duration_s
+             appenders are {}; median of {} run(s) of {} s [min..max]",
+            s.payload_bytes, s.appenders, s.runs, s.duration_s
         );
         let header = [
             "in_flight",
@@ -217,6 +234,8 @@ impl Report {
             "cairn p50/p99 us",
             "floor p50/p99 us",
             "fsync us c/f",
+            "in fsync c/f",
+            "own cpu c/f",
             "others cpu c/f",
         ];
         let _ = writeln!(out, "{}", columns(&header.map(String::from)));
@@ -249,6 +268,21 @@ impl Report {
                 latencies(floor),
                 match (cairn.fsync_mean_us, floor.and_then(|f| f.fsync_mean_us)) {
                     (Some(ours), Some(theirs)) => format!("{ours:.0}/{theirs:.0}"),
+                    _ => "-".into(),
+                },
+                match (
+                    cairn.fsync_busy_share,
+                    floor.and_then(|f| f.fsync_busy_share),
+                ) {
+                    (Some(ours), Some(theirs)) => {
+                        format!("{:.0}%/{:.0}%", ours * 100.0, theirs * 100.0)
+                    }
+                    _ => "-".into(),
+                },
+                match (cairn.own_cpu_share, floor.and_then(|f| f.own_cpu_share)) {
+                    (Some(ours), Some(theirs)) => {
+                        format!("{:.0}%/{:.0}%", ours * 100.0, theirs * 100.0)
+                    }
                     _ => "-".into(),
                 },
                 match (
@@ -330,8 +364,8 @@ impl Report {
 }
 
 /// The append table's cells, right-aligned to their columns' widths.
-fn columns(cells: &[String; 9]) -> String {
-    const WIDTHS: [usize; 9] = [9, 7, 24, 24, 18, 17, 17, 13, 14];
+fn columns(cells: &[String; 11]) -> String {
+    const WIDTHS: [usize; 11] = [9, 7, 24, 24, 18, 17, 17, 13, 13, 12, 14];
     let padded: Vec<String> = cells
         .iter()
         .zip(WIDTHS)

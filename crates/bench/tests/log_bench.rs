@@ -1,7 +1,7 @@
 //! Guards `cairn bench log`'s report: a tiny run yields every row the issue and
 //! `shared/BENCHMARKS.md` require, with positive figures, as JSON and as a PNG.
 
-use cairn_bench::{LogBenchArgs, run_log_bench};
+use cairn_bench::{Appenders, LogBenchArgs, run_log_bench};
 use serde_json::Value;
 
 fn scratch() -> tempfile::TempDir {
@@ -53,6 +53,7 @@ fn a_tiny_run_reports_every_required_row_with_positive_figures() {
     let text = std::fs::read_to_string(&json).expect("the JSON was written");
     let value: Value = serde_json::from_str(&text).expect("the JSON parses");
     assert_eq!(value["bench"], "log");
+    assert_eq!(value["settings"]["appenders"], "tasks");
     let started_at = value["started_at"].as_str().expect("started_at");
     assert!(
         started_at.ends_with('Z') && started_at.contains('T'),
@@ -72,16 +73,19 @@ fn a_tiny_run_reports_every_required_row_with_positive_figures() {
             "batch_records",
             "fsyncs_per_s",
             "fsync_mean_us",
+            "fsync_busy_share",
             "ratio_to_floor",
         ] {
             positive(cairn, field);
         }
+        assert_eq!(cairn["appenders"], "tasks");
         for field in [
             "ops_per_s",
             "p50_us",
             "p99_us",
             "batch_records",
             "fsync_mean_us",
+            "fsync_busy_share",
         ] {
             positive(floor, field);
         }
@@ -117,7 +121,7 @@ fn a_tiny_run_reports_every_required_row_with_positive_figures() {
 }
 
 #[test]
-fn skipped_recovery_is_reported_with_its_reason() {
+fn skipped_recovery_is_reported_with_its_reason_and_threads_can_drive_the_log() {
     let scratch = scratch();
     let args = LogBenchArgs {
         dir: Some(scratch.path().to_path_buf()),
@@ -125,9 +129,16 @@ fn skipped_recovery_is_reported_with_its_reason() {
         skip_recover: true,
         in_flight: vec![2],
         runs: 1,
+        appenders: Appenders::Threads,
         ..LogBenchArgs::default()
     };
     let report = run_log_bench(&args).expect("the benchmark runs");
+    let cairn = report
+        .row("cairn", "append", Some(2))
+        .expect("the log's append row");
+    assert_eq!(cairn.appenders.as_deref(), Some("threads"));
+    assert!(cairn.ops_per_s.is_some_and(|rate| rate > 0.0));
+    assert_eq!(report.settings.appenders, "threads");
     for workload in ["recover-zero", "recover-snapshot", "read-files"] {
         let row = report
             .rows

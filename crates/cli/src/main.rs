@@ -44,6 +44,9 @@ enum Command {
 enum BenchCommand {
     /// Durable append throughput against the disk's write+fdatasync floor, and recovery time.
     Log(cairn_bench::LogBenchArgs),
+    /// Reservations per second and latency: Cairn against PostgreSQL and Redis doing the same
+    /// check-and-decrement, on one hot SKU and on 10,000 SKUs.
+    Inventory(cairn_bench::InventoryBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,9 @@ fn main() -> ExitCode {
         Command::Bench {
             command: BenchCommand::Log(args),
         } => cairn_bench::run_log_bench(&args).map(|_| ExitCode::SUCCESS),
+        Command::Bench {
+            command: BenchCommand::Inventory(args),
+        } => cairn_bench::run_inventory_bench(&args).map(|_| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

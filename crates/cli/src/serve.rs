@@ -25,7 +25,7 @@ pub struct ServeArgs {
     /// HTTP listen address [default: 127.0.0.1:8080].
     #[arg(long, env = "CAIRN_HTTP")]
     http: Option<String>,
-    /// gRPC listen address (not served yet: refused if given).
+    /// gRPC listen address [default: none, no gRPC].
     #[arg(long, env = "CAIRN_GRPC")]
     grpc: Option<String>,
     /// Shards of a new data directory [default: 1]. An existing directory keeps the count it was
@@ -111,9 +111,6 @@ impl ServeArgs {
 /// Runs the server until a signal.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let args = args.merged()?;
-    if let Some(grpc) = &args.grpc {
-        bail!("--grpc {grpc}: the gRPC service is not part of this build yet");
-    }
     let data_dir = args
         .data_dir
         .clone()
@@ -127,13 +124,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(serve(data_dir, http, args.shards, shard))?;
+    runtime.block_on(serve(data_dir, http, args.grpc, args.shards, shard))?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(
     data_dir: PathBuf,
     http: String,
+    grpc: Option<String>,
     shards: Option<u16>,
     shard: ShardConfig,
 ) -> anyhow::Result<()> {
@@ -152,18 +150,45 @@ async fn serve(
     let tokens = cairn_server::tokens::TokenStore::open(&data_dir.join("tokens.json"))
         .map_err(anyhow::Error::msg)?;
     let admin = admin_token(&data_dir)?.with_store(tokens);
+    let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(&http)
         .await
         .with_context(|| format!("cannot listen on {http}"))?;
     let address = listener.local_addr().context("no local address")?;
+    let grpc_listener = match &grpc {
+        Some(grpc) => Some(
+            tokio::net::TcpListener::bind(grpc)
+                .await
+                .with_context(|| format!("cannot listen on {grpc}"))?,
+        ),
+        None => None,
+    };
     tracing::info!(%address, data_dir = %data_dir.display(), shards = engine.shard_count(), "cairn serving HTTP");
     // A plain line that scripts and tests can wait for.
     eprintln!("cairn listening on http://{address}");
+    if let Some(grpc) = &grpc_listener {
+        let address = grpc.local_addr().context("no local address")?;
+        tracing::info!(%address, "cairn serving gRPC");
+        eprintln!("cairn grpc listening on {address}");
+    }
     let engine = Arc::new(engine);
     let app = cairn_server::App::new(Arc::clone(&engine), Arc::new(admin));
-    cairn_server::run(listener, app, shutdown_signal())
-        .await
-        .context("HTTP server failed")?;
+    // HTTP stops on the signal and then closes the app; gRPC stops when the app closes.
+    let grpc_server = async {
+        match grpc_listener {
+            Some(listener) => cairn_server::run_grpc(listener, app.clone(), app.closing.closed())
+                .await
+                .context("gRPC server failed"),
+            None => Ok(()),
+        }
+    };
+    let http_server = async {
+        cairn_server::run(listener, app.clone(), shutdown)
+            .await
+            .context("HTTP server failed")
+    };
+    tokio::try_join!(http_server, grpc_server)?;
+    drop(app);
     tracing::info!("shutting down: draining shards and syncing the log");
     match Arc::try_unwrap(engine) {
         Ok(engine) => tokio::task::spawn_blocking(move || engine.shutdown())
@@ -193,19 +218,16 @@ fn admin_token(data_dir: &Path) -> anyhow::Result<cairn_server::AdminToken> {
     Ok(token)
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
-                let _ = interrupt.await;
-                return;
-            }
-        };
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate.recv() => {}
-    }
+/// Registers the SIGTERM and SIGINT handlers now (before the server says it is listening, so a
+/// signal that arrives at once is never fatal) and returns the future that completes on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
 }

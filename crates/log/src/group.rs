@@ -1,8 +1,19 @@
 //! Group commit: many submitters, one writer thread, one `write` and one `fdatasync` per batch.
 //!
 //! A submission gets its LSNs at once (under the queue lock, so LSN order is queue order) and a
-//! completion that runs on the writer thread when its records are durable (`sync`) or written
-//! (`async`). The queue is bounded: a full queue is `QueueFull`, returned to the caller at once.
+//! completion that runs when its records are durable (`sync`) or written (`async`). The queue is
+//! bounded: a full queue is `QueueFull`, returned to the caller at once.
+//!
+//! The writer thread does as little as it can besides `write` and `fdatasync`:
+//! - a submission wakes it only when it sleeps (`writer_waiting`); while it writes or syncs,
+//!   submissions just queue, one uncontended lock and a push each;
+//! - completions run on a second thread, the completer, in LSN order, so that the writer starts
+//!   the next batch's `write` + `fdatasync` at once instead of waking every submitter first. When
+//!   nothing is queued and the completer is idle, the writer runs them itself (one hand-off less
+//!   for a lone submitter) until a new submission arrives, and then hands the rest over.
+//!
+//! Fail-stop is unchanged: after a failed write or sync the queue is marked stopped (new
+//! submissions are refused) before any failure is reported, and everything still queued fails.
 
 use crate::error::LogError;
 use crate::metrics::LogMetrics;
@@ -13,9 +24,10 @@ use cairn_types::limits::{
     COMMIT_BATCH_BYTES_MAX, COMMIT_BATCH_RECORDS_MAX, RECORD_PAYLOAD_BYTES_MAX,
 };
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 /// When a submission counts as done.
@@ -61,7 +73,8 @@ pub struct OwnedEntry {
     pub payload: Vec<u8>,
 }
 
-/// Runs on the writer thread with the last LSN of the submission once it is done.
+/// Runs with the last LSN of the submission once it is done, on the log's writer or completer
+/// thread, in LSN order: it should be quick (wake a waiter, send on a channel).
 pub type Completion = Box<dyn FnOnce(Result<Lsn, LogError>) + Send>;
 
 struct Pending {
@@ -75,6 +88,9 @@ struct Queue {
     next_lsn: Lsn,
     closed: bool,
     stopped: Option<String>,
+    /// The writer is (about to be) asleep on `wake_writer`: the next submission must wake it.
+    /// While it is busy writing, submissions only queue, without a wake-up system call each.
+    writer_waiting: bool,
 }
 
 struct Shared {
@@ -82,6 +98,9 @@ struct Shared {
     wake_writer: Condvar,
     metrics: Arc<LogMetrics>,
     queue_depth_max: usize,
+    /// Submissions waiting in `items` (a copy readable without the lock, to see that the writer
+    /// has work waiting while it runs completions).
+    queued: AtomicUsize,
 }
 
 fn lock(shared: &Shared) -> MutexGuard<'_, Queue> {
@@ -91,6 +110,10 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Queue> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Most batches of completions handed to the completer and not yet run: past this the writer
+/// waits for the completer (back-pressure), so completions cannot pile up without bound.
+const COMPLETER_BATCHES_MAX: usize = 4;
+
 /// A log behind a writer thread.
 pub struct GroupCommit {
     shared: Arc<Shared>,
@@ -98,7 +121,7 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer thread.
+    /// Starts the writer thread (and its completer thread).
     ///
     /// # Errors
     /// An I/O error if the thread cannot be spawned.
@@ -116,10 +139,12 @@ impl GroupCommit {
                 next_lsn: writer.last_lsn().next(),
                 closed: false,
                 stopped: writer.stopped().map(str::to_string),
+                writer_waiting: false,
             }),
             wake_writer: Condvar::new(),
             metrics,
             queue_depth_max: options.queue_depth_max.max(1),
+            queued: AtomicUsize::new(0),
         });
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -147,6 +172,7 @@ impl GroupCommit {
             return Err(LogError::Closed);
         }
         if queue.items.len() >= self.shared.queue_depth_max {
+            drop(queue);
             self.shared
                 .metrics
                 .queue_full_total
@@ -164,26 +190,46 @@ impl GroupCommit {
             entries,
             done,
         });
+        let depth = queue.items.len();
+        // Only a sleeping writer needs the wake-up (a system call); a busy one takes the whole
+        // queue when it comes back for more.
+        let wake = std::mem::take(&mut queue.writer_waiting);
+        self.shared.queued.store(depth, Ordering::Relaxed);
+        drop(queue);
         self.shared
             .metrics
             .queue_depth
-            .store(queue.items.len() as u64, Ordering::Relaxed);
-        drop(queue);
-        self.shared.wake_writer.notify_one();
+            .store(depth as u64, Ordering::Relaxed);
+        if wake {
+            self.shared.wake_writer.notify_one();
+        }
         Ok(range)
     }
 
-    /// Queues records and waits until they are done.
+    /// Queues records and blocks the calling thread until they are done.
     ///
     /// # Errors
     /// As [`GroupCommit::submit`], or the write/sync failure.
     pub fn append(&self, entries: Vec<OwnedEntry>) -> Result<LsnRange, LogError> {
-        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-        let range = self.submit(entries, Box::new(move |result| drop(sender.send(result))))?;
-        match receiver.recv() {
-            Ok(Ok(_)) => Ok(range),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(LogError::Closed),
+        let waiter = Arc::new(Waiter {
+            result: Mutex::new(None),
+            done: AtomicBool::new(false),
+            thread: std::thread::current(),
+        });
+        let notify = Notify(Some(Arc::clone(&waiter)));
+        let range = self.submit(entries, Box::new(move |result| notify.send(result)))?;
+        while !waiter.done.load(Ordering::Acquire) {
+            std::thread::park();
+        }
+        let result = waiter
+            .result
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match result {
+            Some(Ok(_)) => Ok(range),
+            Some(Err(error)) => Err(error),
+            None => Err(LogError::Closed),
         }
     }
 
@@ -205,7 +251,8 @@ impl GroupCommit {
         lock(&self.shared).stopped.clone()
     }
 
-    /// Refuses new submissions, finishes the queued ones, syncs, and returns the writer.
+    /// Refuses new submissions, finishes the queued ones (their completions included), syncs,
+    /// and returns the writer.
     ///
     /// # Errors
     /// `Closed` if the writer thread panicked.
@@ -226,6 +273,46 @@ impl Drop for GroupCommit {
         self.close();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+/// Where [`GroupCommit::append`] waits: the outcome, and the thread to unpark when it is set.
+/// Cheaper than a channel per record: no allocation besides this one, and one `futex` wake only
+/// when the thread is actually parked.
+struct Waiter {
+    result: Mutex<Option<Result<Lsn, LogError>>>,
+    done: AtomicBool,
+    thread: Thread,
+}
+
+impl Waiter {
+    fn set(&self, result: Result<Lsn, LogError>) {
+        *self
+            .result
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
+        self.done.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
+}
+
+/// The completion's side of a [`Waiter`]: a completion dropped without being run (the writer
+/// gone) still releases the waiter, with `Closed`.
+struct Notify(Option<Arc<Waiter>>);
+
+impl Notify {
+    fn send(mut self, result: Result<Lsn, LogError>) {
+        if let Some(waiter) = self.0.take() {
+            waiter.set(result);
+        }
+    }
+}
+
+impl Drop for Notify {
+    fn drop(&mut self) {
+        if let Some(waiter) = self.0.take() {
+            waiter.set(Err(LogError::Closed));
         }
     }
 }
@@ -256,7 +343,7 @@ fn check_submission(entries: &[OwnedEntry]) -> Result<(), LogError> {
 
 /// Takes queued submissions up to the batch limits (at least one).
 fn take_batch(queue: &mut Queue) -> Vec<Pending> {
-    let mut batch = Vec::new();
+    let mut batch = Vec::with_capacity(queue.items.len().min(COMMIT_BATCH_RECORDS_MAX));
     let mut records = 0;
     let mut bytes = 0;
     while let Some(next) = queue.items.front() {
@@ -275,17 +362,20 @@ fn take_batch(queue: &mut Queue) -> Vec<Pending> {
     batch
 }
 
-fn writer_loop(mut writer: LogWriter, shared: &Shared, durability: Durability) -> LogWriter {
+fn writer_loop(mut writer: LogWriter, shared: &Arc<Shared>, durability: Durability) -> LogWriter {
     let sync_interval = match durability {
         Durability::Sync => None,
         Durability::Async { sync_interval_ms } => {
             Some(Duration::from_millis(sync_interval_ms.max(1)))
         }
     };
+    let asynchronous = sync_interval.is_some();
+    let mut completer = Completer::start(shared, asynchronous);
     let mut last_sync = Instant::now();
     loop {
         let mut queue = lock(shared);
         while queue.items.is_empty() && !queue.closed {
+            queue.writer_waiting = true;
             let Some(interval) = sync_interval else {
                 queue = shared
                     .wake_writer
@@ -308,30 +398,37 @@ fn writer_loop(mut writer: LogWriter, shared: &Shared, durability: Durability) -
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             queue = guard;
         }
+        queue.writer_waiting = false;
         let batch = take_batch(&mut queue);
         let closing = queue.closed && queue.items.is_empty();
+        let depth = queue.items.len();
+        shared.queued.store(depth, Ordering::Relaxed);
+        drop(queue);
         shared
             .metrics
             .queue_depth
-            .store(queue.items.len() as u64, Ordering::Relaxed);
-        drop(queue);
+            .store(depth as u64, Ordering::Relaxed);
         let due = sync_interval.is_none_or(|interval| last_sync.elapsed() >= interval) || closing;
         let result = write_batch(&mut writer, shared, &batch, due);
         if due && result.is_ok() {
             last_sync = Instant::now();
         }
-        // Refuse new work before telling anyone of the failure: a submitter that has seen it must
-        // find the log stopped, not have its next submission queued and failed later.
-        if let Err(error) = &result {
-            fail_all(shared, &error.to_string());
+        match result {
+            Ok(()) => completer.complete(shared, batch, &Ok(())),
+            Err(error) => {
+                // Refuse new work before telling anyone of the failure: a submitter that has seen
+                // it must find the log stopped, not have its next submission queued and failed
+                // later. Then fail this batch and everything queued behind it, in LSN order
+                // (after the completions of earlier batches, which the completer may still run).
+                let reason = error.to_string();
+                let drained = fail_all(shared, &reason);
+                let failed = Err(reason);
+                completer.complete(shared, batch, &failed);
+                completer.complete(shared, drained, &failed);
+            }
         }
-        finish(
-            shared,
-            batch,
-            result.as_ref().map(|_| ()).map_err(ToString::to_string),
-            sync_interval.is_some(),
-        );
         if closing {
+            completer.finish();
             return writer;
         }
     }
@@ -344,47 +441,34 @@ fn write_batch(
     batch: &[Pending],
     sync_due: bool,
 ) -> Result<(), LogError> {
-    let entries: Vec<Entry<'_>> = batch
-        .iter()
-        .flat_map(|p| p.entries.iter())
-        .map(|e| Entry {
-            timestamp_ms: e.timestamp_ms,
-            record_type: e.record_type,
-            payload: &e.payload,
-        })
-        .collect();
+    let records = batch.iter().map(|p| p.entries.len()).sum();
+    let mut entries = Vec::with_capacity(records);
+    let mut bytes = 0u64;
+    for pending in batch {
+        for e in &pending.entries {
+            bytes += crate::record::encoded_len(e.payload.len()) as u64;
+            entries.push(Entry {
+                timestamp_ms: e.timestamp_ms,
+                record_type: e.record_type,
+                payload: &e.payload,
+            });
+        }
+    }
     if !entries.is_empty() {
         let range = writer.append(&entries)?;
-        let expected_first = batch
-            .iter()
-            .map(|p| p.range.first)
-            .min()
-            .unwrap_or(range.first);
+        let expected_first = batch.first().map_or(range.first, |p| p.range.first);
         assert_eq!(
             range.first, expected_first,
             "writer LSNs diverged from the queue's"
         );
-        let bytes = entries
-            .iter()
-            .map(|e| crate::record::encoded_len(e.payload.len()) as u64)
-            .sum();
-        shared
-            .metrics
+        let metrics = &shared.metrics;
+        metrics
             .records_written
             .fetch_add(entries.len() as u64, Ordering::Relaxed);
-        shared
-            .metrics
-            .bytes_written
-            .fetch_add(bytes, Ordering::Relaxed);
-        shared.metrics.batches.fetch_add(1, Ordering::Relaxed);
-        shared
-            .metrics
-            .batch_records
-            .observe_us(entries.len() as u64);
-        shared
-            .metrics
-            .written_lsn
-            .store(range.last.0, Ordering::Release);
+        metrics.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+        metrics.batches.fetch_add(1, Ordering::Relaxed);
+        metrics.batch_records.observe_us(entries.len() as u64);
+        metrics.written_lsn.store(range.last.0, Ordering::Release);
     }
     if sync_due && writer.synced_lsn() < writer.last_lsn() {
         let started = Instant::now();
@@ -399,33 +483,353 @@ fn write_batch(
     Ok(())
 }
 
-/// Completes a batch's submissions: in `sync` mode once synced, in `async` mode once written.
-fn finish(shared: &Shared, batch: Vec<Pending>, result: Result<(), String>, asynchronous: bool) {
-    let durable = Lsn(shared.metrics.durable_lsn.load(Ordering::Acquire));
-    for pending in batch {
-        let outcome = match &result {
-            Ok(()) => {
-                debug_assert!(
-                    asynchronous || pending.range.last <= durable,
-                    "completed before durable"
-                );
-                Ok(pending.range.last)
+/// Runs one submission's completion: in `sync` mode once synced, in `async` mode once written.
+fn complete_one(shared: &Shared, pending: Pending, result: &Result<(), String>) {
+    let outcome = match result {
+        Ok(()) => {
+            debug_assert!(
+                pending.range.last.0 <= shared.metrics.written_lsn.load(Ordering::Acquire),
+                "completed before written"
+            );
+            Ok(pending.range.last)
+        }
+        Err(reason) => Err(LogError::Stopped(reason.clone())),
+    };
+    (pending.done)(outcome);
+}
+
+/// After a failure: refuse new work; what was queued, to be failed in order.
+fn fail_all(shared: &Shared, reason: &str) -> Vec<Pending> {
+    shared.metrics.stopped.store(1, Ordering::Relaxed);
+    let mut queue = lock(shared);
+    queue.stopped = Some(reason.to_string());
+    let drained = queue.items.drain(..).collect();
+    shared.queued.store(0, Ordering::Relaxed);
+    shared.metrics.queue_depth.store(0, Ordering::Relaxed);
+    drained
+}
+
+/// Completions handed to the completer: submissions in LSN order and their common outcome.
+struct Handoff {
+    items: Vec<Pending>,
+    result: Result<(), String>,
+}
+
+/// The writer's side of the completer thread, which runs completions in the order they are
+/// handed over (LSN order) while the writer goes on writing.
+struct Completer {
+    sender: Option<SyncSender<Handoff>>,
+    thread: Option<JoinHandle<()>>,
+    /// Hand-offs not yet fully run. The writer runs completions itself only when this is 0, so
+    /// that they never overtake earlier ones.
+    outstanding: Arc<AtomicUsize>,
+    asynchronous: bool,
+}
+
+impl Completer {
+    /// Starts the completer thread; if it cannot be spawned, the writer runs every completion.
+    fn start(shared: &Arc<Shared>, asynchronous: bool) -> Completer {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(COMPLETER_BATCHES_MAX);
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        let thread_shared = Arc::clone(shared);
+        let thread_outstanding = Arc::clone(&outstanding);
+        let spawned = std::thread::Builder::new()
+            .name("cairn-log-completer".into())
+            .spawn(move || completer_loop(&receiver, &thread_shared, &thread_outstanding));
+        let (sender, thread) = match spawned {
+            Ok(thread) => (Some(sender), Some(thread)),
+            Err(error) => {
+                tracing::warn!(%error, "no completer thread: the log writer runs completions itself");
+                (None, None)
             }
-            Err(reason) => Err(LogError::Stopped(reason.clone())),
         };
-        (pending.done)(outcome);
+        Completer {
+            sender,
+            thread,
+            outstanding,
+            asynchronous,
+        }
+    }
+
+    /// Completes `items` (in LSN order, after every completion handed over before). When the
+    /// completer is idle and nothing is queued, runs them right here until a submission arrives,
+    /// then hands the rest over so that the writer can take it.
+    fn complete(&mut self, shared: &Shared, items: Vec<Pending>, result: &Result<(), String>) {
+        if items.is_empty() {
+            return;
+        }
+        debug_assert!(
+            self.asynchronous
+                || result.is_err()
+                || items.iter().all(
+                    |p| p.range.last <= Lsn(shared.metrics.durable_lsn.load(Ordering::Acquire))
+                ),
+            "completed before durable"
+        );
+        let mut items = items.into_iter();
+        let inline = self.sender.is_none() || self.outstanding.load(Ordering::Acquire) == 0;
+        if inline {
+            for pending in items.by_ref() {
+                complete_one(shared, pending, result);
+                if self.sender.is_some() && shared.queued.load(Ordering::Relaxed) > 0 {
+                    break;
+                }
+            }
+        }
+        let rest: Vec<Pending> = items.collect();
+        if rest.is_empty() {
+            return;
+        }
+        self.hand_off(shared, rest, result);
+    }
+
+    fn hand_off(&mut self, shared: &Shared, items: Vec<Pending>, result: &Result<(), String>) {
+        let handoff = Handoff {
+            items,
+            result: result.clone(),
+        };
+        let Some(sender) = &self.sender else {
+            run_handoff(shared, handoff);
+            return;
+        };
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
+        // Full: wait for the completer (`send` blocks), rather than let completions pile up.
+        let failed = match sender.try_send(handoff) {
+            Ok(()) => None,
+            Err(TrySendError::Full(handoff)) => sender.send(handoff).err().map(|e| e.0),
+            Err(TrySendError::Disconnected(handoff)) => Some(handoff),
+        };
+        if let Some(handoff) = failed {
+            // The completer is gone: a completion panicked there (a caller's bug). What it had
+            // not run yet is lost with it; run everything from now on here.
+            tracing::error!("the log's completer thread died; the writer runs completions itself");
+            self.sender = None;
+            run_handoff(shared, handoff);
+        }
+    }
+
+    /// Waits until every completion handed over has run.
+    fn finish(mut self) {
+        drop(self.sender.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("a completion panicked on the log's completer thread");
+        }
     }
 }
 
-/// After a failure: refuse new work and fail everything queued.
-fn fail_all(shared: &Shared, reason: &str) {
-    shared.metrics.stopped.store(1, Ordering::Relaxed);
-    let drained: Vec<Pending> = {
-        let mut queue = lock(shared);
-        queue.stopped = Some(reason.to_string());
-        queue.items.drain(..).collect()
-    };
-    for pending in drained {
-        (pending.done)(Err(LogError::Stopped(reason.to_string())));
+fn run_handoff(shared: &Shared, handoff: Handoff) {
+    for pending in handoff.items {
+        complete_one(shared, pending, &handoff.result);
+    }
+}
+
+fn completer_loop(receiver: &Receiver<Handoff>, shared: &Shared, outstanding: &AtomicUsize) {
+    while let Ok(handoff) = receiver.recv() {
+        run_handoff(shared, handoff);
+        outstanding.fetch_sub(1, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{FaultPlan, FaultStorage, MemStorage, Storage};
+    use crate::{LogOptions, ScanStart, open_log};
+    use std::path::Path;
+    use std::sync::mpsc;
+
+    const WAIT_MAX: Duration = Duration::from_secs(10);
+
+    fn start(storage: Arc<dyn Storage>, dir: &str) -> GroupCommit {
+        let (writer, _) = open_log(
+            storage,
+            Path::new(dir),
+            LogOptions::default(),
+            ScanStart::ZERO,
+            &mut |_| Ok(()),
+        )
+        .expect("the log opens");
+        GroupCommit::start(writer, CommitOptions::default()).expect("the writer starts")
+    }
+
+    fn entry(byte: u8) -> Vec<OwnedEntry> {
+        vec![OwnedEntry {
+            timestamp_ms: 1,
+            record_type: 1,
+            payload: vec![byte; 10],
+        }]
+    }
+
+    /// What a completion saw: its LSN or failure, the thread it ran on, and whether the log was
+    /// durable up to it (or already marked stopped, for a failure).
+    type Seen = Arc<Mutex<Vec<(Result<Lsn, String>, Option<String>, bool)>>>;
+
+    fn recording(seen: &Seen, metrics: &Arc<LogMetrics>) -> Completion {
+        let (seen, metrics) = (Arc::clone(seen), Arc::clone(metrics));
+        Box::new(move |result: Result<Lsn, LogError>| {
+            let thread = std::thread::current().name().map(str::to_string);
+            let checked = match &result {
+                Ok(lsn) => metrics.durable_lsn.load(Ordering::Acquire) >= lsn.0,
+                Err(_) => metrics.stopped.load(Ordering::Acquire) == 1,
+            };
+            let result = result.map_err(|e| e.to_string());
+            seen.lock().expect("seen").push((result, thread, checked));
+        })
+    }
+
+    #[test]
+    fn the_rest_of_a_batch_is_handed_to_the_completer_once_work_is_queued_and_stays_in_order() {
+        let log = start(Arc::new(MemStorage::new()), "/cairn/handoff");
+        let metrics = Arc::clone(log.metrics());
+        let seen: Seen = Arc::default();
+
+        // A: its completion holds the writer (it runs inline: nothing is queued) while B1..B10
+        // queue up behind it, so that they make one batch.
+        let (a_running, a_running_rx) = mpsc::channel();
+        let (a_release, a_release_rx) = mpsc::channel::<()>();
+        let a_done = recording(&seen, &metrics);
+        log.submit(
+            entry(0),
+            Box::new(move |result| {
+                a_running.send(()).expect("test waits");
+                a_release_rx.recv_timeout(WAIT_MAX).expect("released");
+                a_done(result);
+            }),
+        )
+        .expect("submit A");
+        a_running_rx.recv_timeout(WAIT_MAX).expect("A completes");
+        // B1's completion holds the writer until C is queued: the writer must then hand B2..B10
+        // over and go on with C.
+        let (b1_running, b1_running_rx) = mpsc::channel();
+        let (c_queued, c_queued_rx) = mpsc::channel::<()>();
+        let b1_done = recording(&seen, &metrics);
+        log.submit(
+            entry(1),
+            Box::new(move |result| {
+                b1_running.send(()).expect("test waits");
+                c_queued_rx.recv_timeout(WAIT_MAX).expect("C queued");
+                b1_done(result);
+            }),
+        )
+        .expect("submit B1");
+        for byte in 2..=10 {
+            log.submit(entry(byte), recording(&seen, &metrics))
+                .expect("submit B");
+        }
+        a_release.send(()).expect("A waits");
+        b1_running_rx.recv_timeout(WAIT_MAX).expect("B1 completes");
+        log.submit(entry(11), recording(&seen, &metrics))
+            .expect("submit C");
+        c_queued.send(()).expect("B1 waits");
+        let writer = log.shutdown().expect("shutdown");
+        assert_eq!(writer.synced_lsn(), Lsn(12));
+
+        let seen = seen.lock().expect("seen");
+        let lsns: Vec<u64> = seen
+            .iter()
+            .map(|(result, _, _)| result.as_ref().expect("all succeed").0)
+            .collect();
+        assert_eq!(
+            lsns,
+            (1..=12).collect::<Vec<_>>(),
+            "completions in LSN order"
+        );
+        assert!(
+            seen.iter().all(|(_, _, durable)| *durable),
+            "completed before durable"
+        );
+        let thread = |index: usize| seen[index].1.as_deref();
+        assert_eq!(thread(0), Some("cairn-log-writer"), "A ran inline");
+        assert_eq!(thread(1), Some("cairn-log-writer"), "B1 ran inline");
+        for index in 2..11 {
+            assert_eq!(
+                thread(index),
+                Some("cairn-log-completer"),
+                "B{index} was handed over"
+            );
+        }
+    }
+
+    #[test]
+    fn under_load_completions_keep_lsn_order_and_a_failure_comes_after_every_earlier_success() {
+        const THREADS: usize = 8;
+        let faulty = FaultStorage::new(Arc::new(MemStorage::new()));
+        let log = Arc::new(start(Arc::new(faulty.clone()), "/cairn/order"));
+        faulty.set_plan(FaultPlan {
+            fail_sync_from: Some(60),
+            ..FaultPlan::default()
+        });
+        let metrics = Arc::clone(log.metrics());
+        let seen: Seen = Arc::default();
+        let workers: Vec<_> = (0..THREADS)
+            .map(|thread| {
+                let (log, seen, metrics) =
+                    (Arc::clone(&log), Arc::clone(&seen), Arc::clone(&metrics));
+                std::thread::spawn(move || {
+                    for round in 0..10_000u32 {
+                        // A few submissions in flight per thread, some with slow completions, so
+                        // that the completer falls behind and the writer hands batches over.
+                        let (done, acked) = mpsc::channel();
+                        for k in 0..3u32 {
+                            let record = recording(&seen, &metrics);
+                            let done = done.clone();
+                            let slow = (round + k + thread as u32).is_multiple_of(7);
+                            let completion: Completion = Box::new(move |result| {
+                                if slow {
+                                    std::thread::sleep(Duration::from_micros(200));
+                                }
+                                let failed = result.is_err();
+                                record(result);
+                                let _ = done.send(failed);
+                            });
+                            if log.submit(entry(k as u8), completion).is_err() {
+                                return;
+                            }
+                        }
+                        drop(done);
+                        if acked.iter().any(|failed| failed) {
+                            return;
+                        }
+                    }
+                    panic!("the injected failure never came");
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().expect("worker");
+        }
+        let log = Arc::into_inner(log).expect("workers are done");
+        drop(log);
+        let seen = seen.lock().expect("seen");
+        let first_failure = seen
+            .iter()
+            .position(|(result, _, _)| result.is_err())
+            .expect("a failure was reported");
+        assert!(
+            seen[first_failure..]
+                .iter()
+                .all(|(result, _, _)| result.is_err()),
+            "a success completed after a failure"
+        );
+        let oks: Vec<u64> = seen[..first_failure]
+            .iter()
+            .map(|(result, _, _)| result.as_ref().expect("ok").0)
+            .collect();
+        assert_eq!(
+            oks,
+            (1..=oks.len() as u64).collect::<Vec<_>>(),
+            "successes in LSN order"
+        );
+        assert!(
+            seen.iter().all(|(_, _, checked)| *checked),
+            "a success before its sync, or a failure before the log was marked stopped"
+        );
+        assert!(
+            seen.iter()
+                .any(|(_, thread, _)| thread.as_deref() == Some("cairn-log-completer")),
+            "the completer was never used"
+        );
     }
 }

@@ -13,8 +13,8 @@ use axum::routing::{get, post};
 use cairn_engine::RequestKey;
 use cairn_engine::cairn::{Cairn, CairnCommand, CairnReply};
 use cairn_inventory::{
-    Actor, InventoryCommand, InventoryReply, LineRequest, RESERVATION_TTL_MS_DEFAULT,
-    ReservationView, validate,
+    Actor, HistoryEntry, InventoryCommand, InventoryReply, ItemView, LineRequest,
+    RESERVATION_TTL_MS_DEFAULT, ReservationView, validate,
 };
 use cairn_types::{ErrorCode, ShardId, shard_for_key};
 use serde::{Deserialize, Serialize};
@@ -35,49 +35,49 @@ pub(crate) fn routes() -> Router<App> {
 
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
 pub(crate) struct AdjustBody {
-    request_id: String,
-    sku: String,
-    location: String,
-    delta: i64,
-    reason: String,
+    pub(crate) request_id: String,
+    pub(crate) sku: String,
+    pub(crate) location: String,
+    pub(crate) delta: i64,
+    pub(crate) reason: String,
 }
 
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
 pub(crate) struct CountBody {
-    request_id: String,
-    sku: String,
-    location: String,
-    on_hand: i64,
-    expected_on_hand: Option<i64>,
+    pub(crate) request_id: String,
+    pub(crate) sku: String,
+    pub(crate) location: String,
+    pub(crate) on_hand: i64,
+    pub(crate) expected_on_hand: Option<i64>,
 }
 
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
 pub(crate) struct PolicyBody {
-    request_id: String,
-    sku: String,
-    location: String,
-    safety_stock: Option<i64>,
-    backorder_limit: Option<i64>,
+    pub(crate) request_id: String,
+    pub(crate) sku: String,
+    pub(crate) location: String,
+    pub(crate) safety_stock: Option<i64>,
+    pub(crate) backorder_limit: Option<i64>,
 }
 
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
 pub(crate) struct LineBody {
-    sku: String,
-    location: Option<String>,
-    qty: i64,
+    pub(crate) sku: String,
+    pub(crate) location: Option<String>,
+    pub(crate) qty: i64,
 }
 
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
 pub(crate) struct ReserveBody {
-    request_id: String,
-    order_id: String,
-    lines: Vec<LineBody>,
-    ttl_ms: Option<u64>,
+    pub(crate) request_id: String,
+    pub(crate) order_id: String,
+    pub(crate) lines: Vec<LineBody>,
+    pub(crate) ttl_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
 pub(crate) struct FinishBody {
-    request_id: String,
+    pub(crate) request_id: String,
 }
 
 fn bad(message: String) -> ApiError {
@@ -109,13 +109,58 @@ fn item_shard(app: &App, sku: &str) -> ShardId {
     shard_for_key(sku.as_bytes(), app.engine.shard_count())
 }
 
+// The operations, shared by the HTTP and gRPC transports: role check, validation, idempotency
+// key, command, engine. Each transport only decodes its request into the body and renders the
+// typed result, so both apply the same rules and compute the same request fingerprint.
+
+/// An item after a write.
+pub(crate) struct ItemWritten {
+    /// The log position of the write's last event.
+    pub(crate) lsn: u64,
+    /// The item.
+    pub(crate) item: ItemView,
+}
+
+/// A reservation after a write (or a read, without `lsn`).
+pub(crate) struct ReservationOutcome {
+    /// The shard that holds it.
+    pub(crate) shard: ShardId,
+    /// The reservation.
+    pub(crate) view: ReservationView,
+    /// The log position of the write's last event.
+    pub(crate) lsn: Option<u64>,
+}
+
+impl ReservationOutcome {
+    /// Its public id.
+    pub(crate) fn public_id(&self) -> String {
+        public_id(self.shard, self.view.reservation_id)
+    }
+}
+
+/// A SKU at every location.
+pub(crate) struct ItemsRead {
+    pub(crate) sku: String,
+    pub(crate) total_available: i64,
+    pub(crate) locations: Vec<ItemView>,
+    pub(crate) lsn: u64,
+}
+
+/// A SKU's recent history.
+pub(crate) struct HistoryRead {
+    pub(crate) sku: String,
+    /// The shard of the SKU (reservation ids in entries are numbers on it).
+    pub(crate) shard: ShardId,
+    pub(crate) entries: Vec<HistoryEntry>,
+}
+
 async fn item_command(
     app: &App,
     caller: &Caller,
     sku: &str,
     key: RequestKey,
     command: InventoryCommand,
-) -> Result<Response, ApiError> {
+) -> Result<ItemWritten, ApiError> {
     let shard = item_shard(app, sku);
     let request_id = key.id.clone();
     let command = CairnCommand::Inventory {
@@ -124,21 +169,22 @@ async fn item_command(
     };
     let committed = submit(app, shard, command, Some(key)).await?;
     match committed.reply {
-        CairnReply::Inventory(InventoryReply::Item(item)) => {
-            Ok(Json(json!({"lsn": committed.lsn.0, "item": item})).into_response())
-        }
+        CairnReply::Inventory(InventoryReply::Item(item)) => Ok(ItemWritten {
+            lsn: committed.lsn.0,
+            item,
+        }),
         CairnReply::Inventory(InventoryReply::Reservation(_)) => Err(ApiError::internal(
             "an item command replied with a reservation",
         )),
     }
 }
 
-#[utoipa::path(post, path = "/v1/inventory/adjustments", tag = "inventory", request_body = AdjustBody, responses((status = 200, description = "success", body = crate::openapi::ItemReplyDoc), (status = 400, description = "invalid input", body = crate::openapi::ErrorDoc), (status = 401, description = "no or unknown token", body = crate::openapi::ErrorDoc), (status = 403, description = "role not allowed", body = crate::openapi::ErrorDoc), (status = 409, description = "conflict with the current state", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
-pub(crate) async fn adjust(
-    State(app): State<App>,
-    caller: Caller,
-    JsonBody(body): JsonBody<AdjustBody>,
-) -> Result<Response, ApiError> {
+/// An adjustment (operator).
+pub(crate) async fn adjust_op(
+    app: &App,
+    caller: &Caller,
+    body: AdjustBody,
+) -> Result<ItemWritten, ApiError> {
     caller.require_operator()?;
     let key = request_key(&body.request_id, "adjust", &body)?;
     validate::identifier("sku", &body.sku).map_err(bad)?;
@@ -151,15 +197,15 @@ pub(crate) async fn adjust(
         delta: body.delta,
         reason: body.reason,
     };
-    item_command(&app, &caller, &body.sku, key, command).await
+    item_command(app, caller, &body.sku, key, command).await
 }
 
-#[utoipa::path(post, path = "/v1/inventory/counts", tag = "inventory", request_body = CountBody, responses((status = 200, description = "success", body = crate::openapi::ItemReplyDoc), (status = 400, description = "invalid input", body = crate::openapi::ErrorDoc), (status = 401, description = "no or unknown token", body = crate::openapi::ErrorDoc), (status = 403, description = "role not allowed", body = crate::openapi::ErrorDoc), (status = 409, description = "conflict with the current state", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
-pub(crate) async fn count(
-    State(app): State<App>,
-    caller: Caller,
-    JsonBody(body): JsonBody<CountBody>,
-) -> Result<Response, ApiError> {
+/// A count (operator).
+pub(crate) async fn count_op(
+    app: &App,
+    caller: &Caller,
+    body: CountBody,
+) -> Result<ItemWritten, ApiError> {
     caller.require_operator()?;
     let key = request_key(&body.request_id, "count", &body)?;
     validate::identifier("sku", &body.sku).map_err(bad)?;
@@ -174,15 +220,15 @@ pub(crate) async fn count(
         on_hand: body.on_hand,
         expected_on_hand: body.expected_on_hand,
     };
-    item_command(&app, &caller, &body.sku, key, command).await
+    item_command(app, caller, &body.sku, key, command).await
 }
 
-#[utoipa::path(post, path = "/v1/inventory/policies", tag = "inventory", request_body = PolicyBody, responses((status = 200, description = "success", body = crate::openapi::ItemReplyDoc), (status = 400, description = "invalid input", body = crate::openapi::ErrorDoc), (status = 401, description = "no or unknown token", body = crate::openapi::ErrorDoc), (status = 403, description = "role not allowed", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
-pub(crate) async fn policy(
-    State(app): State<App>,
-    caller: Caller,
-    JsonBody(body): JsonBody<PolicyBody>,
-) -> Result<Response, ApiError> {
+/// A policy change (operator).
+pub(crate) async fn policy_op(
+    app: &App,
+    caller: &Caller,
+    body: PolicyBody,
+) -> Result<ItemWritten, ApiError> {
     caller.require_operator()?;
     let key = request_key(&body.request_id, "policy", &body)?;
     validate::identifier("sku", &body.sku).map_err(bad)?;
@@ -201,11 +247,11 @@ pub(crate) async fn policy(
         safety_stock: body.safety_stock,
         backorder_limit: body.backorder_limit,
     };
-    item_command(&app, &caller, &body.sku, key, command).await
+    item_command(app, caller, &body.sku, key, command).await
 }
 
 /// The public id of a reservation: its shard and its number there, `"{shard}-{number}"`.
-fn public_id(shard: ShardId, reservation_id: u64) -> String {
+pub(crate) fn public_id(shard: ShardId, reservation_id: u64) -> String {
     format!("{}-{reservation_id}", shard.0)
 }
 
@@ -220,22 +266,27 @@ fn parse_id(app: &App, id: &str) -> Result<(ShardId, u64), ApiError> {
     Ok((ShardId(shard), number))
 }
 
-fn reservation_json(shard: ShardId, view: &ReservationView) -> serde_json::Value {
-    json!({
-        "reservation_id": public_id(shard, view.reservation_id),
+fn reservation_json(outcome: &ReservationOutcome) -> serde_json::Value {
+    let view = &outcome.view;
+    let mut reply = json!({
+        "reservation_id": outcome.public_id(),
         "order_id": view.order_id,
         "state": view.state,
         "expires_at_ms": view.expires_at_ms,
         "lines": view.lines,
-    })
+    });
+    if let Some(lsn) = outcome.lsn {
+        reply["lsn"] = json!(lsn);
+    }
+    reply
 }
 
-#[utoipa::path(post, path = "/v1/inventory/reservations", tag = "inventory", request_body = ReserveBody, responses((status = 201, description = "created", body = crate::openapi::ReservationDoc), (status = 400, description = "invalid input", body = crate::openapi::ErrorDoc), (status = 401, description = "no or unknown token", body = crate::openapi::ErrorDoc), (status = 403, description = "role not allowed", body = crate::openapi::ErrorDoc), (status = 409, description = "conflict with the current state", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
-pub(crate) async fn reserve(
-    State(app): State<App>,
-    caller: Caller,
-    JsonBody(body): JsonBody<ReserveBody>,
-) -> Result<Response, ApiError> {
+/// A reservation (client).
+pub(crate) async fn reserve_op(
+    app: &App,
+    caller: &Caller,
+    body: ReserveBody,
+) -> Result<ReservationOutcome, ApiError> {
     caller.require_client()?;
     let key = request_key(&body.request_id, "reserve", &body)?;
     validate::identifier("order_id", &body.order_id).map_err(bad)?;
@@ -255,11 +306,8 @@ pub(crate) async fn reserve(
             qty: line.qty,
         });
     }
-    let shard = item_shard(&app, &lines[0].sku);
-    if lines
-        .iter()
-        .any(|line| item_shard(&app, &line.sku) != shard)
-    {
+    let shard = item_shard(app, &lines[0].sku);
+    if lines.iter().any(|line| item_shard(app, &line.sku) != shard) {
         return Err(ApiError::new(
             ErrorCode::InvalidArgument,
             "the lines' SKUs live on different shards; multi-shard reservations (two-phase commit) are not in this build",
@@ -272,25 +320,28 @@ pub(crate) async fn reserve(
         ttl_ms,
     };
     let command = CairnCommand::Inventory {
-        actor: actor(&caller, &body.request_id),
+        actor: actor(caller, &body.request_id),
         command,
     };
-    let committed = submit(&app, shard, command, Some(key)).await?;
+    let committed = submit(app, shard, command, Some(key)).await?;
     let CairnReply::Inventory(InventoryReply::Reservation(view)) = committed.reply else {
         return Err(ApiError::internal("a reservation replied with an item"));
     };
-    let mut reply = reservation_json(shard, &view);
-    reply["lsn"] = json!(committed.lsn.0);
-    Ok((StatusCode::CREATED, Json(reply)).into_response())
+    Ok(ReservationOutcome {
+        shard,
+        view,
+        lsn: Some(committed.lsn.0),
+    })
 }
 
-async fn finish(
+/// A confirm (`confirm`) or release of reservation `id` (client).
+pub(crate) async fn finish_op(
     app: &App,
     caller: &Caller,
     id: &str,
     body: &FinishBody,
     confirm: bool,
-) -> Result<Response, ApiError> {
+) -> Result<ReservationOutcome, ApiError> {
     caller.require_client()?;
     let operation = if confirm { "confirm" } else { "release" };
     let key = request_key(&body.request_id, &format!("{operation}:{id}"), body)?;
@@ -310,9 +361,125 @@ async fn finish(
             "a reservation command replied with an item",
         ));
     };
-    let mut reply = reservation_json(shard, &view);
-    reply["lsn"] = json!(committed.lsn.0);
-    Ok(Json(reply).into_response())
+    Ok(ReservationOutcome {
+        shard,
+        view,
+        lsn: Some(committed.lsn.0),
+    })
+}
+
+/// Reservation `id` (viewer).
+pub(crate) async fn reservation_op(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+) -> Result<ReservationOutcome, ApiError> {
+    caller.require_viewer()?;
+    let (shard, reservation_id) = parse_id(app, id)?;
+    let found = crate::session::read(app, shard, move |state: &Cairn, _| {
+        state.inventory.reservation_view(reservation_id)
+    })
+    .await?;
+    let view = found
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("reservation {id} not found")))?;
+    Ok(ReservationOutcome {
+        shard,
+        view,
+        lsn: None,
+    })
+}
+
+/// A SKU at every location (viewer).
+pub(crate) async fn item_op(
+    app: &App,
+    caller: &Caller,
+    sku: String,
+) -> Result<ItemsRead, ApiError> {
+    caller.require_viewer()?;
+    validate::identifier("sku", &sku).map_err(bad)?;
+    let shard = item_shard(app, &sku);
+    let lookup = sku.clone();
+    let found = crate::session::read(app, shard, move |state: &Cairn, lsn| {
+        state
+            .inventory
+            .item_views(&lookup)
+            .map(|items| (items, state.inventory.total_available(&lookup), lsn))
+    })
+    .await?;
+    let (locations, total_available, lsn) = found
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("SKU {sku} was never seen")))?;
+    Ok(ItemsRead {
+        sku,
+        total_available,
+        locations,
+        lsn: lsn.0,
+    })
+}
+
+/// A SKU's recent history (viewer).
+pub(crate) async fn history_op(
+    app: &App,
+    caller: &Caller,
+    sku: String,
+) -> Result<HistoryRead, ApiError> {
+    caller.require_viewer()?;
+    validate::identifier("sku", &sku).map_err(bad)?;
+    let shard = item_shard(app, &sku);
+    let lookup = sku.clone();
+    let entries = crate::session::read(app, shard, move |state: &Cairn, _| {
+        state
+            .inventory
+            .item_views(&lookup)
+            .map(|_| state.inventory.history(&lookup))
+    })
+    .await?
+    .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("SKU {sku} was never seen")))?;
+    Ok(HistoryRead {
+        sku,
+        shard,
+        entries,
+    })
+}
+
+fn item_response(written: ItemWritten) -> Response {
+    Json(json!({"lsn": written.lsn, "item": written.item})).into_response()
+}
+
+#[utoipa::path(post, path = "/v1/inventory/adjustments", tag = "inventory", request_body = AdjustBody, responses((status = 200, description = "success", body = crate::openapi::ItemReplyDoc), (status = 400, description = "invalid input", body = crate::openapi::ErrorDoc), (status = 401, description = "no or unknown token", body = crate::openapi::ErrorDoc), (status = 403, description = "role not allowed", body = crate::openapi::ErrorDoc), (status = 409, description = "conflict with the current state", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
+pub(crate) async fn adjust(
+    State(app): State<App>,
+    caller: Caller,
+    JsonBody(body): JsonBody<AdjustBody>,
+) -> Result<Response, ApiError> {
+    adjust_op(&app, &caller, body).await.map(item_response)
+}
+
+#[utoipa::path(post, path = "/v1/inventory/counts", tag = "inventory", request_body = CountBody, responses((status = 200, description = "success", body = crate::openapi::ItemReplyDoc), (status = 400, description = "invalid input", body = crate::openapi::ErrorDoc), (status = 401, description = "no or unknown token", body = crate::openapi::ErrorDoc), (status = 403, description = "role not allowed", body = crate::openapi::ErrorDoc), (status = 409, description = "conflict with the current state", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
+pub(crate) async fn count(
+    State(app): State<App>,
+    caller: Caller,
+    JsonBody(body): JsonBody<CountBody>,
+) -> Result<Response, ApiError> {
+    count_op(&app, &caller, body).await.map(item_response)
+}
+
+#[utoipa::path(post, path = "/v1/inventory/policies", tag = "inventory", request_body = PolicyBody, responses((status = 200, description = "success", body = crate::openapi::ItemReplyDoc), (status = 400, description = "invalid input", body = crate::openapi::ErrorDoc), (status = 401, description = "no or unknown token", body = crate::openapi::ErrorDoc), (status = 403, description = "role not allowed", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
+pub(crate) async fn policy(
+    State(app): State<App>,
+    caller: Caller,
+    JsonBody(body): JsonBody<PolicyBody>,
+) -> Result<Response, ApiError> {
+    policy_op(&app, &caller, body).await.map(item_response)
+}
+
+#[utoipa::path(post, path = "/v1/inventory/reservations", tag = "inventory", request_body = ReserveBody, responses((status = 201, description = "created", body = crate::openapi::ReservationDoc), (status = 400, description = "invalid input", body = crate::openapi::ErrorDoc), (status = 401, description = "no or unknown token", body = crate::openapi::ErrorDoc), (status = 403, description = "role not allowed", body = crate::openapi::ErrorDoc), (status = 409, description = "conflict with the current state", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
+pub(crate) async fn reserve(
+    State(app): State<App>,
+    caller: Caller,
+    JsonBody(body): JsonBody<ReserveBody>,
+) -> Result<Response, ApiError> {
+    let outcome = reserve_op(&app, &caller, body).await?;
+    Ok((StatusCode::CREATED, Json(reservation_json(&outcome))).into_response())
 }
 
 #[utoipa::path(post, path = "/v1/inventory/reservations/{id}/confirm", tag = "inventory", params(("id" = String, Path)), request_body = FinishBody, responses((status = 200, description = "success", body = crate::openapi::ReservationDoc), (status = 404, description = "unknown resource", body = crate::openapi::ErrorDoc), (status = 409, description = "conflict with the current state", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
@@ -322,7 +489,8 @@ pub(crate) async fn confirm(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<FinishBody>,
 ) -> Result<Response, ApiError> {
-    finish(&app, &caller, &id, &body, true).await
+    let outcome = finish_op(&app, &caller, &id, &body, true).await?;
+    Ok(Json(reservation_json(&outcome)).into_response())
 }
 
 #[utoipa::path(post, path = "/v1/inventory/reservations/{id}/release", tag = "inventory", params(("id" = String, Path)), request_body = FinishBody, responses((status = 200, description = "success", body = crate::openapi::ReservationDoc), (status = 404, description = "unknown resource", body = crate::openapi::ErrorDoc), (status = 409, description = "conflict with the current state", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
@@ -332,7 +500,8 @@ pub(crate) async fn release(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<FinishBody>,
 ) -> Result<Response, ApiError> {
-    finish(&app, &caller, &id, &body, false).await
+    let outcome = finish_op(&app, &caller, &id, &body, false).await?;
+    Ok(Json(reservation_json(&outcome)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/inventory/reservations/{id}", tag = "inventory", params(("id" = String, Path)), responses((status = 200, description = "success", body = crate::openapi::ReservationDoc), (status = 404, description = "unknown resource", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
@@ -341,15 +510,8 @@ pub(crate) async fn get_reservation(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require_viewer()?;
-    let (shard, reservation_id) = parse_id(&app, &id)?;
-    let found = crate::session::read(&app, shard, move |state: &Cairn, _| {
-        state.inventory.reservation_view(reservation_id)
-    })
-    .await?;
-    let view = found
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("reservation {id} not found")))?;
-    Ok(Json(reservation_json(shard, &view)).into_response())
+    let outcome = reservation_op(&app, &caller, &id).await?;
+    Ok(Json(reservation_json(&outcome)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/inventory/items/{sku}", tag = "inventory", params(("sku" = String, Path, description = "percent-encoded")), responses((status = 200, description = "success", body = crate::openapi::ItemsDoc), (status = 404, description = "unknown resource", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
@@ -358,20 +520,8 @@ pub(crate) async fn get_item(
     caller: Caller,
     Path(sku): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require_viewer()?;
-    validate::identifier("sku", &sku).map_err(bad)?;
-    let shard = item_shard(&app, &sku);
-    let lookup = sku.clone();
-    let found = crate::session::read(&app, shard, move |state: &Cairn, lsn| {
-        state
-            .inventory
-            .item_views(&lookup)
-            .map(|items| (items, state.inventory.total_available(&lookup), lsn))
-    })
-    .await?;
-    let (locations, total_available, lsn) = found
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("SKU {sku} was never seen")))?;
-    Ok(Json(json!({"sku": sku, "total_available": total_available, "locations": locations, "lsn": lsn.0})).into_response())
+    let read = item_op(&app, &caller, sku).await?;
+    Ok(Json(json!({"sku": read.sku, "total_available": read.total_available, "locations": read.locations, "lsn": read.lsn})).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/inventory/items/{sku}/history", tag = "inventory", params(("sku" = String, Path)), responses((status = 200, description = "success", body = crate::openapi::HistoryDoc), (status = 404, description = "unknown resource", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
@@ -380,19 +530,9 @@ pub(crate) async fn history(
     caller: Caller,
     Path(sku): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require_viewer()?;
-    validate::identifier("sku", &sku).map_err(bad)?;
-    let shard = item_shard(&app, &sku);
-    let lookup = sku.clone();
-    let entries = crate::session::read(&app, shard, move |state: &Cairn, _| {
-        state
-            .inventory
-            .item_views(&lookup)
-            .map(|_| state.inventory.history(&lookup))
-    })
-    .await?
-    .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("SKU {sku} was never seen")))?;
-    let events: Vec<serde_json::Value> = entries
+    let read = history_op(&app, &caller, sku).await?;
+    let events: Vec<serde_json::Value> = read
+        .entries
         .iter()
         .map(|entry| {
             let actor = entry.actor.as_ref();
@@ -404,12 +544,12 @@ pub(crate) async fn history(
                 "actor": actor.map(|a| a.name.clone()),
                 "location": entry.location,
                 "qty": entry.qty,
-                "reservation_id": entry.reservation_id.map(|id| public_id(shard, id)),
+                "reservation_id": entry.reservation_id.map(|id| public_id(read.shard, id)),
                 "reason": entry.reason,
             })
         })
         .collect();
-    Ok(Json(json!({"sku": sku, "events": events})).into_response())
+    Ok(Json(json!({"sku": read.sku, "events": events})).into_response())
 }
 
 impl From<cairn_engine::EngineError<cairn_engine::cairn::CairnError>> for ApiError {

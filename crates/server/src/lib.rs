@@ -1,6 +1,7 @@
-//! Cairn's network front. It only translates: requests into engine commands, results into
-//! responses. Shaped after mini-redis: [`run`] takes a bound listener and a shutdown future, so
-//! tests start a server in-process on port 0 and stop it when they like.
+//! Cairn's network front (HTTP/JSON and gRPC). It only translates: requests into engine
+//! commands, results into responses. Shaped after mini-redis: [`run`] and [`run_grpc`] take a
+//! bound listener and a shutdown future, so tests start a server in-process on port 0 and stop it
+//! when they like.
 
 #![deny(missing_docs)]
 
@@ -8,6 +9,7 @@ pub mod auth;
 mod body;
 pub mod error;
 mod feed;
+pub mod grpc;
 pub mod http_metrics;
 mod inventory;
 pub mod openapi;
@@ -16,6 +18,7 @@ pub mod session;
 pub mod tokens;
 
 pub use auth::{AdminToken, admin_token};
+pub use grpc::run_grpc;
 
 use cairn_engine::Engine;
 use cairn_engine::cairn::Cairn;

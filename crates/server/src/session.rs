@@ -98,29 +98,37 @@ impl Caller {
     }
 }
 
+/// The caller a bearer token stands for: the admin token, or a stored (unrevoked) one. Shared by
+/// the HTTP and gRPC transports.
+///
+/// # Errors
+/// 401 `unauthenticated` for an unknown or revoked token.
+pub fn authenticate(app: &App, token: &str) -> Result<Caller, ApiError> {
+    if app.admin.matches(token) {
+        return Ok(Caller {
+            name: "admin".into(),
+            role: Role::Admin,
+            accounts: None,
+        });
+    }
+    match app.admin.tokens.lookup(token) {
+        Some(stored) => Ok(Caller {
+            name: stored.name,
+            role: stored.role,
+            accounts: stored.accounts,
+        }),
+        None => Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "unknown or revoked token",
+        )),
+    }
+}
+
 impl FromRequestParts<App> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> {
-        let token = bearer(&parts.headers)?;
-        if app.admin.matches(token) {
-            return Ok(Caller {
-                name: "admin".into(),
-                role: Role::Admin,
-                accounts: None,
-            });
-        }
-        match app.admin.tokens.lookup(token) {
-            Some(stored) => Ok(Caller {
-                name: stored.name,
-                role: stored.role,
-                accounts: stored.accounts,
-            }),
-            None => Err(ApiError::new(
-                ErrorCode::Unauthenticated,
-                "unknown or revoked token",
-            )),
-        }
+        authenticate(app, bearer(&parts.headers)?)
     }
 }
 
