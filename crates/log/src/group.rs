@@ -553,7 +553,9 @@ impl Completer {
 
     /// Completes `items` (in LSN order, after every completion handed over before). When the
     /// completer is idle and nothing is queued, runs them right here until a submission arrives,
-    /// then hands the rest over so that the writer can take it.
+    /// then hands the rest over so that the writer can take it. When submissions are already
+    /// waiting, hands everything over at once: the writer's next `write` is not delayed by even
+    /// one completion (whose wake-up of its caller may cost a system call).
     fn complete(&mut self, shared: &Shared, items: Vec<Pending>, result: &Result<(), String>) {
         if items.is_empty() {
             return;
@@ -567,13 +569,13 @@ impl Completer {
             "completed before durable"
         );
         let mut items = items.into_iter();
-        let inline = self.sender.is_none() || self.outstanding.load(Ordering::Acquire) == 0;
-        if inline {
-            for pending in items.by_ref() {
+        let threaded = self.sender.is_some();
+        if !threaded || self.outstanding.load(Ordering::Acquire) == 0 {
+            while !(threaded && shared.queued.load(Ordering::Relaxed) > 0) {
+                let Some(pending) = items.next() else {
+                    return;
+                };
                 complete_one(shared, pending, result);
-                if self.sender.is_some() && shared.queued.load(Ordering::Relaxed) > 0 {
-                    break;
-                }
             }
         }
         let rest: Vec<Pending> = items.collect();
