@@ -9,7 +9,9 @@
 //!   flight). By default the server runs in this process, on its own tokio runtime, over an engine
 //!   on a fresh data directory in durable `sync` mode: every reply waits for the `fdatasync` of its
 //!   group commit. `--cairn-url` measures a running server instead.
-//! - `cairn-grpc`: reported as skipped until the gRPC service exists.
+//! - `cairn-grpc`: the same reservation as a `Reserve` on the gRPC `Pipeline` stream (tagged
+//!   requests, each answered once durable), a few streams each on its own HTTP/2 connection, for
+//!   the same server. `--cairn-grpc-url` names the gRPC address of a `--cairn-url` server.
 //! - `postgres`: `UPDATE stock SET qty = qty - $1 WHERE sku = $2 AND qty >= $1` on a table of the
 //!   benchmark's own, autocommitted, under the server's default durable settings; at most 64
 //!   connections, pipelined beyond that.
@@ -25,6 +27,7 @@
 
 mod cairn;
 mod driver;
+mod grpc;
 #[cfg(feature = "plot")]
 mod plot;
 mod postgres;
@@ -49,8 +52,8 @@ pub const INITIAL_STOCK: i64 = 1 << 50;
 pub const QTY_PER_OP: i64 = 1;
 /// `ttl_ms` of Cairn's reservations: the longest allowed, so none expires during the run.
 pub const RESERVATION_TTL_MS: u64 = 86_400_000;
-/// Why the `cairn-grpc` rows are not measured.
-pub const GRPC_SKIPPED: &str = "gRPC service not in this build";
+/// Why the `cairn-grpc` rows are not measured against a `--cairn-url` server without a gRPC URL.
+pub const GRPC_SKIPPED: &str = "--cairn-url was given without --cairn-grpc-url";
 /// Most requests in flight one point may have.
 pub const IN_FLIGHT_MAX: usize = 4096;
 
@@ -126,6 +129,10 @@ pub struct InventoryBenchArgs {
     /// own). Needs --cairn-token.
     #[arg(long)]
     pub cairn_url: Option<String>,
+    /// The gRPC address (`http://HOST:PORT`) of the --cairn-url server, for the `cairn-grpc`
+    /// rows; without it they are reported as skipped.
+    #[arg(long)]
+    pub cairn_grpc_url: Option<String>,
     /// Operator (or admin) token for --cairn-url.
     #[arg(long, env = "CAIRN_TOKEN", hide_env_values = true)]
     pub cairn_token: Option<String>,
@@ -144,6 +151,7 @@ impl Default for InventoryBenchArgs {
             postgres_url: POSTGRES_URL_DEFAULT.to_string(),
             redis_url: REDIS_URL_DEFAULT.to_string(),
             cairn_url: None,
+            cairn_grpc_url: None,
             cairn_token: None,
         }
     }
@@ -176,6 +184,14 @@ impl InventoryBenchArgs {
         if let Some(url) = &self.cairn_url {
             cairn::check_external(url, self.cairn_token.as_deref())?;
         }
+        if let Some(url) = &self.cairn_grpc_url {
+            if self.cairn_url.is_none() {
+                bail!("--cairn-grpc-url goes with --cairn-url (the in-process server has its own)");
+            }
+            if !url.starts_with("http://") {
+                bail!("--cairn-grpc-url must start with http://, got {url}");
+            }
+        }
         if self.plot.is_some() && !cfg!(feature = "plot") {
             bail!("--plot needs cairn-bench built with its `plot` feature");
         }
@@ -204,19 +220,26 @@ impl InventoryBenchArgs {
     }
 }
 
-/// The systems that are measured (`cairn-grpc` is only reported).
+/// The systems that are measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum System {
+    CairnGrpc,
     CairnHttp,
     Postgres,
     Redis,
 }
 
-const SYSTEMS: [System; 3] = [System::CairnHttp, System::Postgres, System::Redis];
+const SYSTEMS: [System; 4] = [
+    System::CairnGrpc,
+    System::CairnHttp,
+    System::Postgres,
+    System::Redis,
+];
 
 impl System {
     fn name(self) -> &'static str {
         match self {
+            System::CairnGrpc => "cairn-grpc",
             System::CairnHttp => "cairn-http",
             System::Postgres => "postgres",
             System::Redis => "redis",
@@ -263,6 +286,8 @@ impl Figures {
 /// The systems under test, each ready or skipped with the reason.
 struct Systems {
     cairn: Arc<cairn::CairnHttp>,
+    /// The gRPC pipelines, or why there are none.
+    cairn_grpc: Result<Arc<grpc::CairnGrpc>, String>,
     /// Cairn's durability, as the settings say it.
     cairn_durability: String,
     /// The in-process server's log counters (none for `--cairn-url`).
@@ -347,6 +372,28 @@ pub fn run_inventory_bench(args: &InventoryBenchArgs) -> anyhow::Result<Inventor
         RESERVATION_TTL_MS,
     )?);
     runtime.block_on(cairn.stock(INITIAL_STOCK))?;
+    let grpc_url = match (&server, &args.cairn_grpc_url) {
+        (Some(server), _) => Some(server.grpc_url.clone()),
+        (None, url) => url.clone(),
+    };
+    let cairn_grpc = match grpc_url {
+        Some(url) => runtime
+            .block_on(grpc::CairnGrpc::connect(
+                &url,
+                &token,
+                threads,
+                Arc::clone(&skus),
+                &tag,
+                QTY_PER_OP,
+                RESERVATION_TTL_MS,
+            ))
+            .map(Arc::new)
+            .map_err(|e| format!("Cairn's gRPC service not usable: {e:#}")),
+        None => Err(GRPC_SKIPPED.to_string()),
+    };
+    if let Err(reason) = &cairn_grpc {
+        eprintln!("warning: {reason}; the cairn-grpc rows are reported as skipped");
+    }
     setup.inc(1);
     setup.set_message("setting up PostgreSQL");
     let connections = args
@@ -391,6 +438,7 @@ pub fn run_inventory_bench(args: &InventoryBenchArgs) -> anyhow::Result<Inventor
     }
     let systems = Systems {
         cairn,
+        cairn_grpc,
         cairn_durability: settings.cairn_durability.clone(),
         cairn_log: server.as_ref().and_then(cairn::InProcess::log_metrics),
         postgres,
@@ -438,6 +486,7 @@ fn measure_all(
         .into_iter()
         .filter(|s| match s {
             System::CairnHttp => true,
+            System::CairnGrpc => systems.cairn_grpc.is_ok(),
             System::Postgres => systems.postgres.is_ok(),
             System::Redis => systems.redis.is_ok(),
         })
@@ -484,6 +533,11 @@ async fn measure(
 ) -> Option<Measured> {
     let (pick, warmup, duration) = (workload.pick(), args.warmup(), args.duration());
     Some(match system {
+        System::CairnGrpc => {
+            let target = Arc::clone(systems.cairn_grpc.as_ref().ok()?);
+            let log = systems.cairn_log.as_deref();
+            drive(target, in_flight, pick, warmup, duration, seed, log).await
+        }
         System::CairnHttp => {
             let target = Arc::clone(&systems.cairn);
             let log = systems.cairn_log.as_deref();
@@ -502,17 +556,11 @@ async fn measure(
     })
 }
 
-/// The report's rows: for every point, `cairn-grpc` (skipped), `cairn-http`, `postgres`, `redis`.
+/// The report's rows: for every point, `cairn-grpc`, `cairn-http`, `postgres`, `redis`.
 fn rows(args: &InventoryBenchArgs, systems: &Systems, figures: &[Figures]) -> Vec<InventoryRow> {
     let mut rows = Vec::new();
     for (workload, in_flight) in args.points() {
         let name = workload.name();
-        rows.push(InventoryRow::skipped(
-            "cairn-grpc",
-            name,
-            in_flight,
-            GRPC_SKIPPED,
-        ));
         let of = |system: System| -> Vec<&Figures> {
             figures
                 .iter()
@@ -524,6 +572,7 @@ fn rows(args: &InventoryBenchArgs, systems: &Systems, figures: &[Figures]) -> Ve
         for system in SYSTEMS {
             let skipped = match system {
                 System::CairnHttp => None,
+                System::CairnGrpc => systems.cairn_grpc.as_ref().err(),
                 System::Postgres => systems.postgres.as_ref().err(),
                 System::Redis => systems.redis.as_ref().err(),
             };
@@ -539,7 +588,7 @@ fn rows(args: &InventoryBenchArgs, systems: &Systems, figures: &[Figures]) -> Ve
             let runs = of(system);
             let mut row = aggregate(system.name(), name, in_flight, &runs);
             describe(&mut row, system, systems, in_flight);
-            if system == System::CairnHttp {
+            if matches!(system, System::CairnHttp | System::CairnGrpc) {
                 let pg = ratios(&runs, &of(System::Postgres));
                 (
                     row.ratio_to_postgres,
@@ -621,6 +670,19 @@ fn ratios(ours: &[&Figures], theirs: &[&Figures]) -> (Option<f64>, Option<f64>, 
 /// How the system was driven: connections, pipelining, the operation, durability.
 fn describe(row: &mut InventoryRow, system: System, systems: &Systems, in_flight: usize) {
     match system {
+        System::CairnGrpc => {
+            if let Ok(grpc) = &systems.cairn_grpc {
+                row.connections = Some(grpc.stream_count());
+                row.pipelined = Some(true);
+            }
+            row.durability = Some(systems.cairn_durability.clone());
+            row.operation = Some(
+                "Reserve on the gRPC Pipeline stream (one line of 1 unit at one location, fresh \
+                 request_id and order_id, tagged, answered once durable); one stream per \
+                 HTTP/2 connection"
+                    .into(),
+            );
+        }
         System::CairnHttp => {
             row.connections = Some(in_flight);
             row.pipelined = Some(false);

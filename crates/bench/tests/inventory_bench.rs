@@ -6,7 +6,7 @@
 //! one fails the test; elsewhere the test says so loudly and checks that its rows are reported
 //! as skipped with the reason instead.
 
-use cairn_bench::inventory::{GRPC_SKIPPED, Workload};
+use cairn_bench::inventory::Workload;
 use cairn_bench::{InventoryBenchArgs, run_inventory_bench};
 use serde_json::Value;
 use std::net::{SocketAddr, TcpStream};
@@ -99,28 +99,28 @@ fn a_tiny_run_reports_every_system_workload_and_in_flight_count() {
     for workload in ["hot", "uniform"] {
         for in_flight in [1, 4] {
             let grpc = row(rows, "cairn-grpc", workload, in_flight);
-            assert_eq!(grpc["skipped"], GRPC_SKIPPED, "{grpc}");
-            assert!(grpc.get("ops_per_s").is_none(), "{grpc}");
-
-            let cairn = row(rows, "cairn-http", workload, in_flight);
-            check_measured(cairn);
-            assert_eq!(cairn["connections"], in_flight, "{cairn}");
-            // The in-process server's group commit, read from its log's counters.
-            positive(cairn, "fsyncs_per_s");
-            positive(cairn, "records_per_fsync");
-
-            for (system, present, ratio) in [
-                ("postgres", has_postgres, "ratio_to_postgres"),
-                ("redis", has_redis, "ratio_to_redis"),
-            ] {
-                let peer = row(rows, system, workload, in_flight);
-                if present {
-                    check_measured(peer);
-                    positive(cairn, ratio);
-                } else {
-                    let reason = peer["skipped"].as_str().expect("a reason");
-                    assert!(reason.contains("not reachable"), "{peer}");
-                    assert!(cairn.get(ratio).is_none(), "{cairn}");
+            check_measured(grpc);
+            assert_eq!(grpc["pipelined"], true, "{grpc}");
+            let http = row(rows, "cairn-http", workload, in_flight);
+            check_measured(http);
+            assert_eq!(http["connections"], in_flight, "{http}");
+            for cairn in [grpc, http] {
+                // The in-process server's group commit, read from its log's counters.
+                positive(cairn, "fsyncs_per_s");
+                positive(cairn, "records_per_fsync");
+                for (system, present, ratio) in [
+                    ("postgres", has_postgres, "ratio_to_postgres"),
+                    ("redis", has_redis, "ratio_to_redis"),
+                ] {
+                    let peer = row(rows, system, workload, in_flight);
+                    if present {
+                        check_measured(peer);
+                        positive(cairn, ratio);
+                    } else {
+                        let reason = peer["skipped"].as_str().expect("a reason");
+                        assert!(reason.contains("not reachable"), "{peer}");
+                        assert!(cairn.get(ratio).is_none(), "{cairn}");
+                    }
                 }
             }
             if has_postgres {
@@ -131,7 +131,11 @@ fn a_tiny_run_reports_every_system_workload_and_in_flight_count() {
         }
     }
     let table = report.table();
-    for needle in ["cairn/postgres", "cairn/redis", GRPC_SKIPPED] {
+    for needle in [
+        "grpc/postgres",
+        "http/redis",
+        "cairn-grpc: Reserve on the gRPC Pipeline",
+    ] {
         assert!(table.contains(needle), "{needle} not in\n{table}");
     }
     if cfg!(feature = "plot") {

@@ -156,6 +156,15 @@ impl DedupTable {
         }
     }
 
+    /// Every remembered id with the log time of its outcome, oldest first.
+    #[must_use]
+    pub fn ids(&self) -> Vec<(String, u64)> {
+        self.order
+            .iter()
+            .filter_map(|id| self.by_id.get(id).map(|entry| (id.clone(), entry.at_ms)))
+            .collect()
+    }
+
     /// The canonical encoding (ids in LSN order), for snapshots and the state hash.
     #[must_use]
     pub fn to_entries(&self) -> (DedupLimits, Vec<(String, Remembered)>) {

@@ -7,8 +7,10 @@
 //! DIR/shards/000/snapshots/*.snap shard 0's snapshots
 //! ```
 
+use crate::clock::Clock;
 use crate::config::ShardConfig;
 use crate::error::OpenError;
+use crate::homes::{ClaimedElsewhere, RequestHomes};
 use crate::machine::StateMachine;
 use crate::shard::{Recovery, Shard};
 use cairn_log::storage::{FileStorage, Storage, read_file, write_file_atomic};
@@ -139,6 +141,10 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<File, OpenError> {
 /// A running engine: its shards and its data directory.
 pub struct Engine<M: StateMachine> {
     shards: Vec<Shard<M>>,
+    /// Which shard each recent request id belongs to (idempotency across the data directory).
+    homes: RequestHomes,
+    /// The shards' clock, which also ages the index.
+    clock: Arc<dyn Clock>,
     data_dir: PathBuf,
     _lock: Option<File>,
 }
@@ -166,17 +172,29 @@ impl<M: StateMachine + Default> Engine<M> {
         let meta = settle_meta(storage.as_ref(), &config.data_dir, config.shard_count)?;
         let mut shards = Vec::with_capacity(usize::from(meta.shard_count));
         let mut recoveries = Vec::with_capacity(usize::from(meta.shard_count));
+        let dedup = config.shard.dedup;
+        let homes = RequestHomes::new(
+            dedup
+                .entries_max
+                .saturating_mul(usize::from(meta.shard_count)),
+            dedup.retention_ms,
+        );
         for index in 0..meta.shard_count {
             let id = ShardId(index);
             let dir = shard_dir(&config.data_dir, id);
-            let (shard, recovery) =
-                Shard::open(Arc::clone(&storage), id, &dir, config.shard.clone())?;
+            let (shard, recovery, request_ids) =
+                Shard::open_with_request_ids(Arc::clone(&storage), id, &dir, config.shard.clone())?;
+            for (request_id, at_ms) in request_ids {
+                homes.remembered(&request_id, id, at_ms);
+            }
             shards.push(shard);
             recoveries.push(recovery);
         }
         Ok((
             Engine {
                 shards,
+                homes,
+                clock: Arc::clone(&config.shard.clock),
                 data_dir: config.data_dir,
                 _lock: None,
             },
@@ -209,6 +227,23 @@ impl<M: StateMachine> Engine<M> {
     pub fn shard_for(&self, key: &[u8]) -> &Shard<M> {
         let id = shard_for_key(key, self.shard_count());
         &self.shards[usize::from(id.0)]
+    }
+
+    /// Claims `request_id` for a request routed to `shard`. Every
+    /// request with an id must claim it before it is submitted and [`Engine::settle_request`] it
+    /// after: a shard only sees its own ids, and this makes their scope the whole data directory.
+    ///
+    /// # Errors
+    /// The id belongs to another shard: the request reuses it with a different body (a body that
+    /// routes elsewhere differs), which is `request_id_reused`.
+    pub fn claim_request(&self, request_id: &str, shard: ShardId) -> Result<(), ClaimedElsewhere> {
+        self.homes.claim(request_id, shard, self.clock.now_ms())
+    }
+
+    /// Settles a claim: `decided` says whether the shard reached (or had) a decision on it,
+    /// which it remembers; ids only ever refused before a decision are forgotten.
+    pub fn settle_request(&self, request_id: &str, decided: bool) {
+        self.homes.settle(request_id, decided);
     }
 
     /// The data directory.

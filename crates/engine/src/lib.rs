@@ -23,6 +23,7 @@ mod durable;
 mod engine;
 pub mod envelope;
 mod error;
+pub mod homes;
 mod machine;
 pub mod metrics;
 pub mod offline;

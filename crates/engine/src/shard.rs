@@ -187,6 +187,9 @@ pub struct Shard<M: StateMachine> {
     snapshotter: Option<JoinHandle<()>>,
 }
 
+/// Request ids a shard remembers, with the log time of each outcome, oldest first.
+pub(crate) type RequestIds = Vec<(String, u64)>;
+
 /// What recovery did when the shard opened.
 #[derive(Clone, Debug)]
 pub struct Recovery {
@@ -255,6 +258,18 @@ impl<M: StateMachine + Default> Shard<M> {
         shard_dir: &Path,
         config: ShardConfig,
     ) -> Result<(Shard<M>, Recovery), OpenError> {
+        Self::open_with_request_ids(storage, shard, shard_dir, config)
+            .map(|(shard, recovery, _)| (shard, recovery))
+    }
+
+    /// As [`Shard::open`], also returning the request ids the shard remembers (with their log
+    /// times, oldest first), for the engine's index of ids across shards.
+    pub(crate) fn open_with_request_ids(
+        storage: Arc<dyn Storage>,
+        shard: ShardId,
+        shard_dir: &Path,
+        config: ShardConfig,
+    ) -> Result<(Shard<M>, Recovery, RequestIds), OpenError> {
         config.validate().map_err(OpenError::Config)?;
         let started = Instant::now();
         let paths = ShardPaths::new(shard_dir);
@@ -313,6 +328,7 @@ impl<M: StateMachine + Default> Shard<M> {
             elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
         tracing::info!(shard = shard.0, ?recovery, "shard recovered");
+        let request_ids = core.requests.ids();
         let commit = GroupCommit::start(writer, config.commit)?;
         let (live, _) = broadcast::channel(config.subscription_buffer_records);
         let shared = Arc::new(Shared {
@@ -357,7 +373,7 @@ impl<M: StateMachine + Default> Shard<M> {
             sequencer: Some(sequencer),
             snapshotter: Some(snapshotter),
         };
-        Ok((handle, recovery))
+        Ok((handle, recovery, request_ids))
     }
 }
 

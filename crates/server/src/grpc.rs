@@ -28,6 +28,7 @@ use proto::pipeline_response::Reply;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status, Streaming};
@@ -298,6 +299,29 @@ fn history_reply(read: HistoryRead) -> proto::HistoryReply {
     }
 }
 
+/// The RPC name of a call, as a metrics label.
+fn call_name(call: &Call) -> &'static str {
+    match call {
+        Call::Adjust(_) => "Adjust",
+        Call::Count(_) => "Count",
+        Call::SetPolicy(_) => "SetPolicy",
+        Call::Reserve(_) => "Reserve",
+        Call::Confirm(_) => "Confirm",
+        Call::Release(_) => "Release",
+        Call::GetReservation(_) => "GetReservation",
+        Call::GetItem(_) => "GetItem",
+        Call::History(_) => "History",
+    }
+}
+
+/// Counts one call in `/metrics` (`cairn_grpc_requests_total`, `cairn_grpc_request_seconds`),
+/// under its gRPC status code.
+fn observe(app: &App, transport: &str, method: &str, error: Option<&ApiError>, started: Instant) {
+    let code = error.map_or(tonic::Code::Ok, status_code);
+    let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    app.grpc.observe(transport, method, code as u16, elapsed_us);
+}
+
 /// Runs one call (unary or pipelined) for an authenticated caller.
 async fn dispatch(app: &App, caller: &Caller, call: Call) -> Result<Reply, ApiError> {
     Ok(match call {
@@ -349,13 +373,19 @@ impl InventoryService {
         call: fn(Req) -> Call,
         reply: fn(Reply) -> Option<Rep>,
     ) -> Result<Response<Rep>, Status> {
-        let caller = caller(&self.app, &request).map_err(status)?;
-        let outcome = dispatch(&self.app, &caller, call(request.into_inner()))
-            .await
-            .map_err(status)?;
-        reply(outcome)
-            .map(Response::new)
-            .ok_or_else(|| status(ApiError::internal("a call got another call's reply")))
+        let started = Instant::now();
+        let caller = caller(&self.app, &request);
+        let call = call(request.into_inner());
+        let method = call_name(&call);
+        let outcome = match caller {
+            Ok(caller) => dispatch(&self.app, &caller, call).await,
+            Err(error) => Err(error),
+        };
+        let outcome = outcome.and_then(|outcome| {
+            reply(outcome).ok_or_else(|| ApiError::internal("a call got another call's reply"))
+        });
+        observe(&self.app, "unary", method, outcome.as_ref().err(), started);
+        outcome.map(Response::new).map_err(status)
     }
 }
 
@@ -556,6 +586,8 @@ async fn pipelined(
     token: Arc<str>,
     request: proto::PipelineRequest,
 ) -> proto::PipelineResponse {
+    let started = Instant::now();
+    let method = request.request.as_ref().map_or("none", call_name);
     let outcome = match (authenticate(&app, &token), request.request) {
         (Err(error), _) => Err(error),
         (Ok(_), None) => Err(ApiError::new(
@@ -564,6 +596,7 @@ async fn pipelined(
         )),
         (Ok(caller), Some(call)) => dispatch(&app, &caller, call).await,
     };
+    observe(&app, "pipeline", method, outcome.as_ref().err(), started);
     proto::PipelineResponse {
         tag: request.tag,
         reply: Some(outcome.unwrap_or_else(|error| Reply::Error(error_reply(&error)))),

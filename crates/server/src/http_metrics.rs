@@ -1,4 +1,5 @@
-//! Request counts and latencies per route and status, for `/metrics`.
+//! Request counts and latencies per route and status, for `/metrics`: HTTP requests by method,
+//! route template and status; gRPC calls by transport (`unary`, `pipeline`), method and code.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -22,13 +23,47 @@ struct Series {
 /// Series by (method, route template).
 type SeriesMap = BTreeMap<(String, String), Arc<Mutex<Series>>>;
 
-/// HTTP counters.
-#[derive(Default)]
+/// Request counters of one front.
 pub struct HttpMetrics {
     series: Mutex<SeriesMap>,
+    /// Metric name prefix: `cairn_http` or `cairn_grpc`.
+    prefix: &'static str,
+    /// Label names of the two parts of a series key, and of the status.
+    labels: [&'static str; 3],
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        HttpMetrics {
+            series: Mutex::default(),
+            prefix: "cairn_http",
+            labels: ["method", "route", "status"],
+        }
+    }
 }
 
 impl HttpMetrics {
+    /// The counters of the gRPC front: by transport (`unary` or `pipeline`), method and code.
+    #[must_use]
+    pub fn grpc() -> HttpMetrics {
+        HttpMetrics {
+            series: Mutex::default(),
+            prefix: "cairn_grpc",
+            labels: ["transport", "method", "code"],
+        }
+    }
+
+    /// Counts one request of `series_a`/`series_b` that ended with `status` after `elapsed_us`.
+    pub fn observe(&self, series_a: &str, series_b: &str, status: u16, elapsed_us: u64) {
+        if let Some(series) = self.series(series_a, series_b) {
+            let mut series = series
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *series.by_status.entry(status).or_default() += 1;
+            series.latency.observe_us(elapsed_us);
+        }
+    }
+
     fn series(&self, method: &str, route: &str) -> Option<Arc<Mutex<Series>>> {
         let mut all = self
             .series
@@ -52,35 +87,35 @@ impl HttpMetrics {
             .series
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (prefix, [a, b, status_label]) = (self.prefix, self.labels);
         let _ = writeln!(
             out,
-            "# HELP cairn_http_requests_total HTTP requests by method, route and status."
+            "# HELP {prefix}_requests_total Requests by {a}, {b} and {status_label}."
         );
-        let _ = writeln!(out, "# TYPE cairn_http_requests_total counter");
-        for ((method, route), series) in all.iter() {
+        let _ = writeln!(out, "# TYPE {prefix}_requests_total counter");
+        for ((first, second), series) in all.iter() {
             let series = series
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             for (status, count) in &series.by_status {
                 let _ = writeln!(
                     out,
-                    "cairn_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}"
+                    "{prefix}_requests_total{{{a}=\"{first}\",{b}=\"{second}\",{status_label}=\"{status}\"}} {count}"
                 );
             }
         }
         let _ = writeln!(
             out,
-            "# HELP cairn_http_request_seconds HTTP request latency by method and route."
+            "# HELP {prefix}_request_seconds Request latency by {a} and {b}."
         );
-        let _ = writeln!(out, "# TYPE cairn_http_request_seconds histogram");
-        for ((method, route), series) in all.iter() {
+        let _ = writeln!(out, "# TYPE {prefix}_request_seconds histogram");
+        let name = format!("{prefix}_request_seconds");
+        for ((first, second), series) in all.iter() {
             let series = series
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let labels = format!("method=\"{method}\",route=\"{route}\"");
-            series
-                .latency
-                .write_prometheus(out, "cairn_http_request_seconds", &labels);
+            let labels = format!("{a}=\"{first}\",{b}=\"{second}\"");
+            series.latency.write_prometheus(out, &name, &labels);
         }
     }
 }
@@ -99,16 +134,7 @@ pub(crate) async fn record(
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
     let response = next.run(request).await;
-    if let Some(series) = metrics.series(&method, &route) {
-        let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let mut series = series
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *series
-            .by_status
-            .entry(response.status().as_u16())
-            .or_default() += 1;
-        series.latency.observe_us(elapsed_us);
-    }
+    let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    metrics.observe(&method, &route, response.status().as_u16(), elapsed_us);
     response
 }

@@ -35,8 +35,10 @@ pub struct App {
     pub admin: Arc<AdminToken>,
     /// Set when the server starts shutting down: long-lived responses (feeds) end then.
     pub closing: Closing,
-    /// Request counts and latencies.
+    /// HTTP request counts and latencies.
     pub http: Arc<http_metrics::HttpMetrics>,
+    /// gRPC call counts and latencies.
+    pub grpc: Arc<http_metrics::HttpMetrics>,
 }
 
 impl App {
@@ -48,6 +50,7 @@ impl App {
             admin,
             closing: Closing::default(),
             http: Arc::default(),
+            grpc: Arc::new(http_metrics::HttpMetrics::grpc()),
         }
     }
 }

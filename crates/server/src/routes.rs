@@ -86,6 +86,7 @@ pub(crate) async fn metrics(State(app): State<App>, caller: Caller) -> Result<Re
     let mut text = String::new();
     cairn_engine::metrics::write_prometheus(&mut text, &shards);
     app.http.write_prometheus(&mut text);
+    app.grpc.write_prometheus(&mut text);
     write_disk_usage(&mut text, &app);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }

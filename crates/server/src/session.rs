@@ -148,8 +148,25 @@ pub async fn submit(
     command: CairnCommand,
     key: Option<RequestKey>,
 ) -> Result<Committed<CairnReply>, ApiError> {
+    let target = shard_of(app, shard)?;
+    // A request id's scope is the data directory: one that already belongs to another shard is
+    // being reused with a body that routes elsewhere.
+    let claim = match &key {
+        Some(key) => {
+            if let Err(elsewhere) = app.engine.claim_request(&key.id, shard) {
+                return Err(outcome_error(EngineError::RequestIdReused)
+                    .with_details(json!({"shard": elsewhere.0.0})));
+            }
+            Some(Claim {
+                app,
+                request_id: key.id.clone(),
+                decided: true,
+            })
+        }
+        None => None,
+    };
     let (sender, receiver) = tokio::sync::oneshot::channel();
-    shard_of(app, shard)?.submit(
+    target.submit(
         command,
         key,
         Box::new(move |outcome| drop(sender.send(outcome))),
@@ -157,7 +174,29 @@ pub async fn submit(
     let outcome = receiver
         .await
         .map_err(|_| ApiError::new(ErrorCode::Unavailable, "the shard stopped before answering"))?;
+    if let Some(mut claim) = claim {
+        claim.decided = matches!(
+            outcome,
+            Ok(_) | Err(EngineError::Refused(_) | EngineError::RequestIdReused)
+        );
+    }
     outcome.map_err(outcome_error)
+}
+
+/// A claimed request id, settled when dropped (also when the caller goes away mid-request: the
+/// shard may still decide it, so an abandoned claim counts as decided).
+struct Claim<'a> {
+    app: &'a App,
+    request_id: String,
+    decided: bool,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.app
+            .engine
+            .settle_request(&self.request_id, self.decided);
+    }
 }
 
 /// Runs a read on the shard's state; answers once that state is durable.

@@ -884,6 +884,18 @@ async fn five_hundred_pipelined_buyers_of_a_hundred_units_get_exactly_a_hundred(
     .into_inner();
     assert_eq!(items.locations[0].reserved, 100);
     assert_eq!(items.total_available, 0);
+    // Every call is counted for /metrics, by transport, method and gRPC code.
+    let mut metrics = String::new();
+    server.app.grpc.write_prometheus(&mut metrics);
+    for line in [
+        r#"cairn_grpc_requests_total{transport="pipeline",method="Reserve",code="0"} 100"#,
+        r#"cairn_grpc_requests_total{transport="pipeline",method="Reserve",code="9"} 400"#,
+        r#"cairn_grpc_requests_total{transport="unary",method="Adjust",code="0"} 1"#,
+        r#"cairn_grpc_requests_total{transport="unary",method="GetItem",code="0"} 1"#,
+        r#"cairn_grpc_request_seconds_count{transport="pipeline",method="Reserve"} 500"#,
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
     server.stop().await;
 }
 

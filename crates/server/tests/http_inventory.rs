@@ -24,13 +24,17 @@ struct Server {
 
 impl Server {
     async fn start(storage: Arc<dyn Storage>, clock: &ManualClock) -> Server {
+        Server::start_sharded(storage, clock, 1).await
+    }
+
+    async fn start_sharded(storage: Arc<dyn Storage>, clock: &ManualClock, shards: u16) -> Server {
         let shard = ShardConfig {
             clock: Arc::new(clock.clone()),
             ..ShardConfig::default()
         };
         let config = EngineConfig {
             data_dir: PathBuf::from("/srv"),
-            shard_count: Some(1),
+            shard_count: Some(shards),
             shard,
         };
         let engine = Arc::new(
@@ -245,6 +249,91 @@ async fn a_retry_returns_the_first_outcome_and_a_reused_id_is_refused() {
     server.stop().await;
 }
 
+/// Two SKUs that live on different shards of `shards`.
+fn skus_on_two_shards(shards: u16) -> (String, String) {
+    let shard = |sku: &str| cairn_types::shard_for_key(sku.as_bytes(), shards);
+    let first = "SKU-0".to_string();
+    let second = (1..1000)
+        .map(|n| format!("SKU-{n}"))
+        .find(|sku| shard(sku) != shard(&first))
+        .expect("some SKU lands on another shard");
+    (first, second)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_is_one_request_across_every_shard_and_restarts() {
+    let memory = MemStorage::new();
+    let clock = ManualClock::new(1_800_000_000_000);
+    let server = Server::start_sharded(Arc::new(memory.clone()), &clock, 4).await;
+    let (a, b) = skus_on_two_shards(4);
+    let adjust = |sku: &str, id: &str| json!({"request_id": id, "sku": sku, "location": "W", "delta": 5, "reason": "receipt"});
+    let (status, first) = server
+        .post("/v1/inventory/adjustments", adjust(&a, "once"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (status, reused) = server
+        .post("/v1/inventory/adjustments", adjust(&b, "once"))
+        .await;
+    assert_eq!(
+        (status, code(&reused)),
+        (StatusCode::CONFLICT, "request_id_reused"),
+        "the same id on another shard: {reused}"
+    );
+    let (status, _) = server.get(&format!("/v1/inventory/items/{b}")).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "nothing reached the other shard"
+    );
+    let reservation = |sku: &str| json!({"request_id": "cross", "order_id": "o-cross", "lines": [{"sku": sku, "location": "W", "qty": 1}]});
+    let (status, _) = server
+        .post("/v1/inventory/reservations", reservation(&a))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, again) = server
+        .post("/v1/inventory/reservations", reservation(&a))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "a retry is fine: {again}");
+    // A request refused before a decision is not remembered: the id stays free.
+    let (status, _) = server
+        .post(
+            "/v1/inventory/adjustments",
+            json!({"request_id": "free", "sku": a, "location": "W", "delta": 0, "reason": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    server.stop().await;
+
+    // The ids survive a restart (they are in each shard's log and snapshots).
+    memory.crash(CrashMode::DropUnsynced);
+    let server = Server::start_sharded(Arc::new(memory), &clock, 4).await;
+    for (path, body) in [
+        ("/v1/inventory/adjustments", adjust(&b, "once")),
+        ("/v1/inventory/reservations", reservation(&b)),
+    ] {
+        let (status, reused) = server.post(path, body).await;
+        assert_eq!(
+            (status, code(&reused)),
+            (StatusCode::CONFLICT, "request_id_reused"),
+            "after a restart: {reused}"
+        );
+    }
+    let (status, retried) = server
+        .post("/v1/inventory/adjustments", adjust(&a, "once"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(retried["item"]["on_hand"], 5, "the retry changed nothing");
+    let (status, _) = server
+        .post("/v1/inventory/adjustments", adjust(&b, "free"))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "an id only ever refused as bad input is free"
+    );
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_buyers_of_a_hundred_units_get_exactly_a_hundred() {
     let clock = ManualClock::new(1_800_000_000_000);
@@ -346,7 +435,17 @@ async fn bad_input_and_missing_tokens_get_clear_errors_and_never_reach_the_log()
         );
     }
     let huge = json!({"request_id": "big", "sku": "A", "location": "W", "delta": 1, "reason": "r".repeat(2 * 1024 * 1024)});
-    let (status, reply) = server.post("/v1/inventory/adjustments", huge).await;
+    // On its own connection: the server answers 413 without reading the rest of the body and
+    // closes the connection, which a pooled client might otherwise pick for the next request.
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/inventory/adjustments", server.base))
+        .bearer_auth(TOKEN)
+        .json(&huge)
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status();
+    let reply: Value = response.json().await.unwrap_or(Value::Null);
     assert_eq!(
         (status, code(&reply)),
         (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")

@@ -21,14 +21,19 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const SEED_CONCURRENCY: usize = 64;
 
 /// A Cairn server started in this process: its own tokio runtime, an engine on a fresh data
-/// directory in durable `sync` mode (every reply after `fdatasync`), HTTP on a free loopback port.
+/// directory in durable `sync` mode (every reply after `fdatasync`), HTTP and gRPC on free loopback
+/// ports.
 pub(crate) struct InProcess {
     runtime: Option<tokio::runtime::Runtime>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    grpc_shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    grpc_served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     engine: Option<Arc<Engine<Cairn>>>,
     /// `http://127.0.0.1:PORT`.
     pub(crate) base_url: String,
+    /// `http://127.0.0.1:PORT` of the gRPC service.
+    pub(crate) grpc_url: String,
     /// The admin token it accepts.
     pub(crate) token: String,
     // Dropped last: the data directory goes once the engine has stopped.
@@ -67,16 +72,29 @@ impl InProcess {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .context("listening on 127.0.0.1")?;
         let address = listener.local_addr().context("the listener's address")?;
+        let grpc_listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .context("listening on 127.0.0.1 for gRPC")?;
+        let grpc_address = grpc_listener
+            .local_addr()
+            .context("the gRPC listener's address")?;
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let served = runtime.spawn(cairn_server::run(listener, app, async move {
+        let served = runtime.spawn(cairn_server::run(listener, app.clone(), async move {
             let _ = stop.await;
+        }));
+        let (grpc_shutdown, grpc_stop) = tokio::sync::oneshot::channel::<()>();
+        let grpc_served = runtime.spawn(cairn_server::run_grpc(grpc_listener, app, async move {
+            let _ = grpc_stop.await;
         }));
         Ok(InProcess {
             runtime: Some(runtime),
             shutdown: Some(shutdown),
             served: Some(served),
+            grpc_shutdown: Some(grpc_shutdown),
+            grpc_served: Some(grpc_served),
             engine: Some(engine),
             base_url: format!("http://{address}"),
+            grpc_url: format!("http://{grpc_address}"),
             token,
             dir: Some(dir),
         })
@@ -99,18 +117,30 @@ impl InProcess {
 
     fn stop_inner(&mut self) -> anyhow::Result<()> {
         let mut result = Ok(());
-        if let Some(shutdown) = self.shutdown.take() {
+        for shutdown in [self.shutdown.take(), self.grpc_shutdown.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = shutdown.send(());
         }
-        if let (Some(runtime), Some(served)) = (self.runtime.as_ref(), self.served.take()) {
+        for (front, served) in [
+            ("HTTP", self.served.take()),
+            ("gRPC", self.grpc_served.take()),
+        ] {
+            let (Some(runtime), Some(served)) = (self.runtime.as_ref(), served) else {
+                continue;
+            };
             let joined = runtime
                 .block_on(async { tokio::time::timeout(Duration::from_secs(30), served).await });
-            result = match joined {
+            let outcome = match joined {
                 Ok(Ok(Ok(()))) => Ok(()),
-                Ok(Ok(Err(error))) => Err(anyhow!("the in-process server failed: {error}")),
-                Ok(Err(error)) => Err(anyhow!("the in-process server panicked: {error}")),
-                Err(_) => Err(anyhow!("the in-process server did not stop within 30 s")),
+                Ok(Ok(Err(error))) => Err(anyhow!("the in-process {front} server failed: {error}")),
+                Ok(Err(error)) => Err(anyhow!("the in-process {front} server panicked: {error}")),
+                Err(_) => Err(anyhow!(
+                    "the in-process {front} server did not stop within 30 s"
+                )),
             };
+            result = result.and(outcome);
         }
         // Dropping the runtime drops every task still holding the engine.
         if let Some(runtime) = self.runtime.take() {

@@ -1,5 +1,5 @@
 //! `--plot FILE`: the inventory rows as a PNG. One group of bars per workload and in-flight
-//! count (operations per second of `cairn-http`, `postgres` and `redis`, log scale), with Cairn's
+//! count (operations per second of `cairn-grpc`, `cairn-http`, `postgres` and `redis`, log scale), with Cairn's
 //! ratios to each peer above the group. Skipped systems have no bar.
 //!
 //! Text needs a font file: the first of [`FONT_PATHS`] that exists is used. Without one the bars
@@ -25,7 +25,8 @@ const FONT_PATHS: [&str; 4] = [
 const FONT: &str = "cairn-inventory-sans";
 const WIDTH: u32 = 1280;
 const HEIGHT: u32 = 620;
-const SERIES: [(&str, RGBColor); 3] = [
+const SERIES: [(&str, RGBColor); 4] = [
+    ("cairn-grpc", RGBColor(44, 160, 44)),
     ("cairn-http", RGBColor(31, 119, 180)),
     ("postgres", RGBColor(255, 127, 14)),
     ("redis", RGBColor(150, 150, 150)),
@@ -62,7 +63,7 @@ fn drawing<E: std::fmt::Display>(error: E) -> anyhow::Error {
 /// One workload at one in-flight count.
 struct Group<'a> {
     label: String,
-    bars: [Option<&'a InventoryRow>; 3],
+    bars: [Option<&'a InventoryRow>; 4],
 }
 
 fn groups(report: &InventoryReport) -> Vec<Group<'_>> {
@@ -104,7 +105,7 @@ fn render(report: &InventoryReport, text: bool) -> anyhow::Result<Vec<u8>> {
         if text {
             builder
                 .caption(
-                    "inventory: reservations/s (log scale); ratios are cairn-http over each peer",
+                    "inventory: reservations/s (log scale); ratios are cairn-grpc over each peer",
                     (FONT, 22),
                 )
                 .x_label_area_size(40)
@@ -166,7 +167,7 @@ fn render(report: &InventoryReport, text: bool) -> anyhow::Result<Vec<u8>> {
             let above =
                 TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
             let labels = groups.iter().enumerate().filter_map(|(i, g)| {
-                let cairn = g.bars[0]?;
+                let cairn = g.bars[0].or(g.bars[1])?;
                 let mut parts = Vec::new();
                 if let Some(r) = cairn.ratio_to_postgres {
                     parts.push(format!("pg ×{}", ratio_text(r)));

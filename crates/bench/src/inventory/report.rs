@@ -250,7 +250,7 @@ impl InventoryReport {
         };
         let _ = writeln!(
             out,
-            "cairn-http: {} server, durability {}{place}",
+            "cairn: {} server, durability {}{place}",
             s.cairn, s.cairn_durability
         );
         for system in ["postgres", "redis"] {
@@ -283,12 +283,22 @@ impl InventoryReport {
                 }
             }
         }
-        if let Some(grpc) = self.rows.iter().find(|r| r.system == "cairn-grpc") {
-            let _ = writeln!(
-                out,
-                "cairn-grpc: skipped: {}",
-                grpc.skipped.as_deref().unwrap_or("not run")
-            );
+        for system in ["cairn-grpc", "cairn-http"] {
+            let rows: Vec<&InventoryRow> =
+                self.rows.iter().filter(|r| r.system == system).collect();
+            if let Some(measured) = rows.iter().find(|r| r.skipped.is_none()) {
+                let _ = writeln!(
+                    out,
+                    "{system}: {}",
+                    measured.operation.as_deref().unwrap_or("")
+                );
+            } else if let Some(row) = rows.first() {
+                let _ = writeln!(
+                    out,
+                    "{system}: skipped: {}",
+                    row.skipped.as_deref().unwrap_or("not run")
+                );
+            }
         }
         let _ = writeln!(
             out,
@@ -303,60 +313,88 @@ impl InventoryReport {
     }
 
     fn throughput_table(&self, out: &mut String) {
-        const WIDTHS: [usize; 7] = [8, 9, 24, 24, 24, 20, 20];
+        const WIDTHS: [usize; 7] = [8, 9, 24, 24, 24, 24, 20];
         let header = [
             "workload",
             "in_flight",
+            "cairn-grpc ops/s",
             "cairn-http ops/s",
             "postgres ops/s",
             "redis ops/s",
-            "cairn/postgres",
-            "cairn/redis",
+            "",
         ];
         let _ = writeln!(out, "\nthroughput, successful operations per second");
         let _ = writeln!(out, "{}", columns(&header.map(String::from), &WIDTHS));
         for (workload, in_flight) in self.points() {
             let get = |system: &str| self.row(system, &workload, in_flight);
-            let cairn = get("cairn-http");
             let cells = [
                 workload.clone(),
                 in_flight.to_string(),
-                rate_with_spread(cairn),
+                rate_with_spread(get("cairn-grpc")),
+                rate_with_spread(get("cairn-http")),
                 rate_with_spread(get("postgres")),
                 rate_with_spread(get("redis")),
-                ratio_with_spread(cairn.map(|c| {
-                    (
-                        c.ratio_to_postgres,
-                        c.ratio_to_postgres_min,
-                        c.ratio_to_postgres_max,
-                    )
-                })),
-                ratio_with_spread(
-                    cairn.map(|c| (c.ratio_to_redis, c.ratio_to_redis_min, c.ratio_to_redis_max)),
-                ),
+                String::new(),
             ];
             let _ = writeln!(out, "{}", columns(&cells, &WIDTHS));
+        }
+        const RATIO_WIDTHS: [usize; 6] = [8, 9, 20, 20, 20, 20];
+        let header = [
+            "workload",
+            "in_flight",
+            "grpc/postgres",
+            "grpc/redis",
+            "http/postgres",
+            "http/redis",
+        ];
+        let _ = writeln!(
+            out,
+            "\nratios of Cairn's rate to each peer's, taken within each run (median [min..max])"
+        );
+        let _ = writeln!(out, "{}", columns(&header.map(String::from), &RATIO_WIDTHS));
+        for (workload, in_flight) in self.points() {
+            let get = |system: &str| self.row(system, &workload, in_flight);
+            let (grpc, http) = (get("cairn-grpc"), get("cairn-http"));
+            let to_pg = |c: &InventoryRow| {
+                (
+                    c.ratio_to_postgres,
+                    c.ratio_to_postgres_min,
+                    c.ratio_to_postgres_max,
+                )
+            };
+            let to_redis =
+                |c: &InventoryRow| (c.ratio_to_redis, c.ratio_to_redis_min, c.ratio_to_redis_max);
+            let cells = [
+                workload.clone(),
+                in_flight.to_string(),
+                ratio_with_spread(grpc.map(to_pg)),
+                ratio_with_spread(grpc.map(to_redis)),
+                ratio_with_spread(http.map(to_pg)),
+                ratio_with_spread(http.map(to_redis)),
+            ];
+            let _ = writeln!(out, "{}", columns(&cells, &RATIO_WIDTHS));
         }
     }
 
     fn latency_table(&self, out: &mut String) {
-        const WIDTHS: [usize; 8] = [8, 9, 17, 17, 17, 14, 22, 22];
+        const WIDTHS: [usize; 9] = [8, 9, 17, 17, 17, 17, 14, 24, 24];
         let header = [
             "workload",
             "in_flight",
-            "cairn p50/p99 us",
+            "grpc p50/p99 us",
+            "http p50/p99 us",
             "pg p50/p99 us",
             "redis p50/p99 us",
-            "errors c/p/r",
-            "other procs cpu c/p/r",
-            "bench proc cpu c/p/r",
+            "errors g/h/p/r",
+            "other procs cpu g/h/p/r",
+            "bench proc cpu g/h/p/r",
         ];
         let _ = writeln!(
             out,
             "\nlatency of one successful operation, errors, and CPU shares of the machine"
         );
         let _ = writeln!(out, "{}", columns(&header.map(String::from), &WIDTHS));
-        let systems = ["cairn-http", "postgres", "redis"];
+        let systems = ["cairn-grpc", "cairn-http", "postgres", "redis"];
         for (workload, in_flight) in self.points() {
             let get = |system: &str| self.row(system, &workload, in_flight);
             let joined = |cell: &dyn Fn(&InventoryRow) -> Option<String>| {
@@ -370,6 +408,7 @@ impl InventoryReport {
             let cells = [
                 workload.clone(),
                 in_flight.to_string(),
+                latencies(get("cairn-grpc")),
                 latencies(get("cairn-http")),
                 latencies(get("postgres")),
                 latencies(get("redis")),
@@ -403,11 +442,11 @@ impl InventoryReport {
 impl InventoryReport {
     /// Cairn's group commit at each point (in-process server only).
     fn log_table(&self, out: &mut String) {
-        const WIDTHS: [usize; 6] = [8, 9, 10, 12, 14, 12];
+        const WIDTHS: [usize; 7] = [10, 8, 9, 10, 12, 14, 12];
         let rows: Vec<&InventoryRow> = self
             .rows
             .iter()
-            .filter(|r| r.system == "cairn-http" && r.fsyncs_per_s.is_some())
+            .filter(|r| r.system.starts_with("cairn-") && r.fsyncs_per_s.is_some())
             .collect();
         if rows.is_empty() {
             return;
@@ -418,6 +457,7 @@ impl InventoryReport {
              fdatasync time"
         );
         let header = [
+            "system",
             "workload",
             "in_flight",
             "fsyncs/s",
@@ -428,6 +468,7 @@ impl InventoryReport {
         let _ = writeln!(out, "{}", columns(&header.map(String::from), &WIDTHS));
         for row in rows {
             let cells = [
+                row.system.clone(),
                 row.workload.clone(),
                 row.in_flight.to_string(),
                 row.fsyncs_per_s.map_or_else(|| "-".into(), human),
@@ -523,7 +564,7 @@ mod tests {
             "cairn-grpc",
             "hot",
             1,
-            "gRPC service not in this build",
+            "--cairn-url was given without --cairn-grpc-url",
         ));
         report.rows.push(InventoryRow {
             ops_per_s: Some(1000.0),
@@ -551,7 +592,9 @@ mod tests {
     #[test]
     fn the_table_names_skipped_systems_and_shows_the_ratios() {
         let table = report().table();
-        assert!(table.contains("cairn-grpc: skipped: gRPC service not in this build"));
+        assert!(
+            table.contains("cairn-grpc: skipped: --cairn-url was given without --cairn-grpc-url")
+        );
         assert!(table.contains("redis: skipped: not reachable: refused"));
         assert!(table.contains("1.00k"), "{table}");
         assert!(table.contains("2.0"), "{table}");
