@@ -1,13 +1,14 @@
 //! The product's state machine: every domain of a shard under one sequencer.
 //!
 //! A shard runs one [`Cairn`] machine, which routes each command to its domain and each event
-//! back to it. Domains arrive with their issues: inventory now; matching and publishing plug in
-//! the same way (a variant in each enum and a field in the state).
+//! back to it. Domains: inventory and matching; publishing plugs in the same way (a variant in
+//! each enum and a field in the state).
 
 use crate::machine::{Decision, Stamp, StateMachine};
 use cairn_inventory::{
     Actor, Inventory, InventoryCommand, InventoryError, InventoryEvent, InventoryReply,
 };
+use cairn_matching::{Matching, MatchingCommand, MatchingError, MatchingEvent, MatchingReply};
 use serde::{Deserialize, Serialize};
 
 /// A command to some domain.
@@ -20,6 +21,13 @@ pub enum CairnCommand {
         /// What.
         command: InventoryCommand,
     },
+    /// A matching command and who asked.
+    Matching {
+        /// Who asked.
+        actor: cairn_matching::Actor,
+        /// What.
+        command: MatchingCommand,
+    },
 }
 
 /// An event of some domain.
@@ -27,6 +35,8 @@ pub enum CairnCommand {
 pub enum CairnEvent {
     /// An inventory event.
     Inventory(InventoryEvent),
+    /// A matching event.
+    Matching(MatchingEvent),
 }
 
 /// A reply of some domain.
@@ -34,6 +44,8 @@ pub enum CairnEvent {
 pub enum CairnReply {
     /// An inventory reply.
     Inventory(InventoryReply),
+    /// A matching reply.
+    Matching(MatchingReply),
 }
 
 /// A refusal of some domain.
@@ -41,6 +53,8 @@ pub enum CairnReply {
 pub enum CairnError {
     /// An inventory refusal.
     Inventory(InventoryError),
+    /// A matching refusal.
+    Matching(MatchingError),
 }
 
 /// The state of one shard, across domains.
@@ -48,6 +62,8 @@ pub enum CairnError {
 pub struct Cairn {
     /// Stock and reservations.
     pub inventory: Inventory,
+    /// Order books.
+    pub matching: Matching,
 }
 
 impl StateMachine for Cairn {
@@ -73,12 +89,23 @@ impl StateMachine for Cairn {
                     reply: CairnReply::Inventory(reply),
                 })
             }
+            CairnCommand::Matching { actor, command } => {
+                let (events, reply) = self
+                    .matching
+                    .decide(command, actor, now_ms)
+                    .map_err(CairnError::Matching)?;
+                Ok(Decision {
+                    events: events.into_iter().map(CairnEvent::Matching).collect(),
+                    reply: CairnReply::Matching(reply),
+                })
+            }
         }
     }
 
     fn apply(&mut self, event: &CairnEvent, stamp: Stamp) {
         match event {
             CairnEvent::Inventory(event) => self.inventory.apply(event, stamp.lsn.0, stamp.at_ms),
+            CairnEvent::Matching(event) => self.matching.apply(event, stamp.lsn.0, stamp.at_ms),
         }
     }
 
@@ -105,7 +132,18 @@ impl StateMachine for Cairn {
         postcard::from_bytes(bytes).map_err(|e| format!("cannot decode shard state: {e}"))
     }
 
+    fn is_bad_input(error: &CairnError) -> bool {
+        match error {
+            CairnError::Inventory(error) => error.http_status() == 400,
+            CairnError::Matching(error) => error.http_status() == 400,
+        }
+    }
+
     fn summary(&self) -> String {
-        format!("inventory: {}", self.inventory.summary())
+        format!(
+            "inventory: {}; matching: {}",
+            self.inventory.summary(),
+            self.matching.summary()
+        )
     }
 }

@@ -71,6 +71,15 @@ pub trait StateMachine: Sized + Send + 'static {
     /// A description of what is wrong with the bytes.
     fn restore(bytes: &[u8]) -> Result<Self, String>;
 
+    /// Whether a refusal is bad input (a request that could never succeed as sent, such as a
+    /// price off the tick): such refusals are neither logged nor remembered for their
+    /// `request_id`, like input refused before the engine. Refusals decided against state
+    /// (insufficient stock, an order no longer open) are remembered.
+    fn is_bad_input(error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
+
     /// A one-line human summary of the state, for `cairn replay`.
     fn summary(&self) -> String;
 

@@ -837,7 +837,7 @@ impl<M: StateMachine> Sequencer<M> {
                 })
             }
             Err(error) => {
-                if let Some(request) = request {
+                if let Some(request) = request.filter(|_| !M::is_bad_input(&error)) {
                     let envelope = Envelope::Refusal {
                         request,
                         error: error.clone(),

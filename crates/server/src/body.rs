@@ -41,3 +41,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         })
     }
 }
+
+/// A parsed query string: any parse failure (a non-integer where an integer belongs, an unknown
+/// value) is a 400 `invalid_argument` in the API's error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| ApiQuery(value))
+            .map_err(|rejection| {
+                ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("invalid query string: {}", rejection.body_text()),
+                )
+            })
+    }
+}

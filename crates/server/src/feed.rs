@@ -41,6 +41,7 @@ use cairn_engine::envelope::{self, RECORD_TYPE_REFUSAL};
 use cairn_engine::{Shard, Subscription, SubscriptionError};
 use cairn_inventory::{InventoryEvent, validate};
 use cairn_log::Record;
+use cairn_matching::{MatchingEvent, Side};
 use cairn_types::{ErrorCode, Lsn, ShardId};
 use futures_util::stream::{self, Stream, StreamExt as _};
 use serde_json::{Map, Value, json};
@@ -407,7 +408,112 @@ fn render(shard: ShardId, event: &CairnEvent) -> (Domain, &'static str, Option<&
             let (kind, fields) = render_inventory(shard, event);
             (Domain::Inventory, kind, None, fields)
         }
+        CairnEvent::Matching(event) => (
+            Domain::Matching,
+            event.kind(),
+            Some(event.symbol()),
+            render_matching(event),
+        ),
     }
+}
+
+/// A matching event's fields, plus what market-data consumers need without the state:
+/// `trades` (each fill as a trade) and `book_changes` (`[{side, price, qty_delta}]`, the L2
+/// changes in order). A consumer keeps a book by applying `book_changes` to a depth snapshot
+/// (`GET /v1/markets/{symbol}/book`, whose `lsn` says where in the shard's feed it stands).
+fn render_matching(event: &MatchingEvent) -> Value {
+    let mut fields = match serde_json::to_value(event) {
+        // Externally tagged: `{"OrderPlaced": {...}}`.
+        Ok(Value::Object(mut tagged)) => tagged
+            .values_mut()
+            .next()
+            .map(Value::take)
+            .unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    let change = |side: Side, price: i64, qty_delta: i64| json!({"side": side, "price": price, "qty_delta": qty_delta});
+    let fills_and_stp = |taker: Side,
+                         taker_id: u64,
+                         fills: &[cairn_matching::Fill],
+                         stp: &[cairn_matching::StpCancel],
+                         changes: &mut Vec<Value>| {
+        let maker = taker.opposite();
+        for fill in fills {
+            changes.push(change(maker, fill.price, -fill.qty));
+        }
+        for cancel in stp {
+            changes.push(change(maker, cancel.price, -cancel.remaining_qty));
+        }
+        fills
+            .iter()
+            .map(|fill| {
+                json!({"trade_id": fill.trade_id, "price": fill.price, "qty": fill.qty,
+                    "maker_order_id": fill.maker_order_id, "taker_order_id": taker_id,
+                    "taker_side": taker})
+            })
+            .collect::<Vec<Value>>()
+    };
+    let mut changes = Vec::new();
+    let trades = match event {
+        MatchingEvent::MarketCreated { actor, .. } => {
+            fields["actor"] = json!(actor.name);
+            fields["request_id"] = json!(actor.request_id);
+            Vec::new()
+        }
+        MatchingEvent::OrderPlaced {
+            order_id,
+            side,
+            price,
+            fills,
+            stp_cancelled,
+            resting_qty,
+            ..
+        } => {
+            let trades = fills_and_stp(*side, *order_id, fills, stp_cancelled, &mut changes);
+            if let (Some(price), true) = (price, *resting_qty > 0) {
+                changes.push(change(*side, *price, *resting_qty));
+            }
+            trades
+        }
+        MatchingEvent::OrderAmended {
+            order_id,
+            side,
+            old_price,
+            old_remaining_qty,
+            price,
+            priority_kept,
+            fills,
+            stp_cancelled,
+            resting_qty,
+            ..
+        } => {
+            if *priority_kept {
+                changes.push(change(*side, *price, resting_qty - old_remaining_qty));
+                Vec::new()
+            } else {
+                changes.push(change(*side, *old_price, -old_remaining_qty));
+                let trades = fills_and_stp(*side, *order_id, fills, stp_cancelled, &mut changes);
+                if *resting_qty > 0 {
+                    changes.push(change(*side, *price, *resting_qty));
+                }
+                trades
+            }
+        }
+        MatchingEvent::OrderCancelled {
+            side,
+            price,
+            remaining_qty,
+            ..
+        } => {
+            changes.push(change(*side, *price, -remaining_qty));
+            Vec::new()
+        }
+    };
+    if let Value::Object(map) = &mut fields {
+        map.insert("trades".into(), Value::Array(trades));
+        map.insert("book_changes".into(), Value::Array(changes));
+    }
+    fields
 }
 
 fn render_inventory(shard: ShardId, event: &InventoryEvent) -> (&'static str, Value) {

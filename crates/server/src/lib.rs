@@ -12,6 +12,7 @@ mod feed;
 pub mod grpc;
 pub mod http_metrics;
 mod inventory;
+mod matching;
 pub mod openapi;
 mod routes;
 pub mod session;

@@ -108,6 +108,148 @@ pub struct TokenDoc {
     accounts: Option<Vec<String>>,
 }
 
+/// Reply to a market creation.
+#[derive(Serialize, ToSchema)]
+pub struct MarketCreatedDoc {
+    symbol: String,
+    lsn: u64,
+}
+
+/// A market's rules.
+#[derive(Serialize, ToSchema)]
+pub struct MarketSpecDoc {
+    tick_size: i64,
+    lot_size: i64,
+    min_price: i64,
+    max_price: i64,
+    min_qty: i64,
+    max_qty: i64,
+    /// Closed orders kept queryable.
+    closed_orders_max: u64,
+    /// Trades kept queryable.
+    trades_max: u64,
+}
+
+/// A market: rules and counters.
+#[derive(Serialize, ToSchema)]
+pub struct MarketDoc {
+    symbol: String,
+    spec: MarketSpecDoc,
+    created_at_ms: u64,
+    next_order_id: u64,
+    next_trade_id: u64,
+    open_orders: u64,
+    bid_levels: u64,
+    ask_levels: u64,
+    /// Highest bid price, when there is one.
+    best_bid: Option<i64>,
+    /// Lowest ask price, when there is one.
+    best_ask: Option<i64>,
+    /// Log position of the read (absent in lists).
+    lsn: Option<u64>,
+}
+
+/// Every market.
+#[derive(Serialize, ToSchema)]
+pub struct MarketsDoc {
+    markets: Vec<MarketDoc>,
+}
+
+/// A trade as an order's reply shows it.
+#[derive(Serialize, ToSchema)]
+pub struct TradeViewDoc {
+    trade_id: u64,
+    /// The maker's price.
+    price: i64,
+    qty: i64,
+    maker_order_id: u64,
+    taker_order_id: u64,
+}
+
+/// Reply to an order, cancel or amend.
+#[derive(Serialize, ToSchema)]
+pub struct OrderReplyDoc {
+    order_id: u64,
+    /// `new`, `partially_filled`, `filled`, `cancelled` or `rejected`.
+    status: String,
+    filled_qty: i64,
+    /// What rests on the book.
+    remaining_qty: i64,
+    /// `fok_not_fillable`, `post_only_would_cross`, `no_liquidity` or `self_trade`.
+    reject_reason: Option<String>,
+    /// `requested`, `immediate_or_cancel`, `self_trade` or `fills_limit`.
+    cancel_reason: Option<String>,
+    trades: Vec<TradeViewDoc>,
+    lsn: u64,
+}
+
+/// An order, open or recently closed.
+#[derive(Serialize, ToSchema)]
+pub struct OrderDoc {
+    symbol: String,
+    order_id: u64,
+    account: String,
+    side: String,
+    #[serde(rename = "type")]
+    order_type: String,
+    price: Option<i64>,
+    qty: i64,
+    filled_qty: i64,
+    remaining_qty: i64,
+    cancelled_qty: i64,
+    status: String,
+    time_in_force: String,
+    post_only: bool,
+    stp: String,
+    reject_reason: Option<String>,
+    cancel_reason: Option<String>,
+    trade_count: u64,
+    created_at_ms: u64,
+    updated_at_ms: u64,
+    lsn: u64,
+}
+
+/// One price level.
+#[derive(Serialize, ToSchema)]
+pub struct LevelDoc {
+    price: i64,
+    /// Total resting quantity.
+    qty: i64,
+    /// Orders at the level.
+    orders: u64,
+}
+
+/// L2 depth, best first.
+#[derive(Serialize, ToSchema)]
+pub struct BookDoc {
+    symbol: String,
+    bids: Vec<LevelDoc>,
+    asks: Vec<LevelDoc>,
+    /// Apply feed events of this market's shard after this LSN to keep the book current.
+    lsn: u64,
+}
+
+/// A trade in the history.
+#[derive(Serialize, ToSchema)]
+pub struct TradeDoc {
+    trade_id: u64,
+    price: i64,
+    qty: i64,
+    maker_order_id: u64,
+    taker_order_id: u64,
+    /// `buy` or `sell`.
+    taker_side: String,
+    at_ms: u64,
+}
+
+/// Trades in execution order.
+#[derive(Serialize, ToSchema)]
+pub struct TradesDoc {
+    symbol: String,
+    trades: Vec<TradeDoc>,
+    lsn: u64,
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -141,9 +283,18 @@ impl Modify for BearerAuth {
         crate::inventory::release,
         crate::inventory::get_item,
         crate::inventory::history,
+        crate::matching::create_market,
+        crate::matching::list_markets,
+        crate::matching::get_market,
+        crate::matching::place_order,
+        crate::matching::get_order,
+        crate::matching::cancel_order,
+        crate::matching::amend_order,
+        crate::matching::book,
+        crate::matching::trades,
         crate::feed::events,
     ),
-    components(schemas(ItemDoc, ItemReplyDoc, LineDoc, ReservationDoc, ItemsDoc, HistoryDoc, HistoryEventDoc, ErrorDoc, TokenDoc)),
+    components(schemas(ItemDoc, ItemReplyDoc, LineDoc, ReservationDoc, ItemsDoc, HistoryDoc, HistoryEventDoc, ErrorDoc, TokenDoc, MarketCreatedDoc, MarketSpecDoc, MarketDoc, MarketsDoc, TradeViewDoc, OrderReplyDoc, OrderDoc, LevelDoc, BookDoc, TradeDoc, TradesDoc)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

@@ -5,9 +5,11 @@ use crate::auth::bearer;
 use crate::error::ApiError;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use cairn_engine::StateMachine;
 use cairn_engine::cairn::{Cairn, CairnCommand, CairnError, CairnReply};
 use cairn_engine::{Committed, EngineError, RequestKey};
 use cairn_inventory::InventoryError;
+use cairn_matching::MatchingError;
 use cairn_types::{ErrorCode, Lsn, ShardId};
 use serde_json::json;
 
@@ -175,10 +177,11 @@ pub async fn submit(
         .await
         .map_err(|_| ApiError::new(ErrorCode::Unavailable, "the shard stopped before answering"))?;
     if let Some(mut claim) = claim {
-        claim.decided = matches!(
-            outcome,
-            Ok(_) | Err(EngineError::Refused(_) | EngineError::RequestIdReused)
-        );
+        claim.decided = match &outcome {
+            Ok(_) | Err(EngineError::RequestIdReused) => true,
+            Err(EngineError::Refused(error)) => !<Cairn as StateMachine>::is_bad_input(error),
+            Err(_) => false,
+        };
     }
     outcome.map_err(outcome_error)
 }
@@ -220,6 +223,7 @@ pub async fn read<T: Send + 'static>(
 pub fn outcome_error(error: EngineError<CairnError>) -> ApiError {
     match error {
         EngineError::Refused(CairnError::Inventory(refusal)) => inventory_error(&refusal),
+        EngineError::Refused(CairnError::Matching(refusal)) => matching_error(&refusal),
         EngineError::RequestIdReused => ApiError::new(
             ErrorCode::RequestIdReused,
             "this request_id was already used with a different request body",
@@ -232,6 +236,18 @@ pub fn outcome_error(error: EngineError<CairnError>) -> ApiError {
         EngineError::Unavailable(reason) => ApiError::new(ErrorCode::Unavailable, reason),
         EngineError::TooLarge(reason) => ApiError::new(ErrorCode::PayloadTooLarge, reason),
     }
+}
+
+fn matching_error(refusal: &MatchingError) -> ApiError {
+    let details = match refusal {
+        MatchingError::OrderNotOpen { status, .. } => json!({"status": status}),
+        MatchingError::LimitExceeded { limit, .. } => json!({"limit": limit}),
+        _ => json!({}),
+    };
+    ApiError::new(ErrorCode::InvalidArgument, refusal.message())
+        .with_code(refusal.code())
+        .with_status(refusal.http_status())
+        .with_details(details)
 }
 
 fn inventory_error(refusal: &InventoryError) -> ApiError {
