@@ -21,7 +21,7 @@ use std::time::{Duration, UNIX_EPOCH};
 /// Exit status of a refused request (or an unreachable server).
 const EXIT_REFUSED: u8 = 1;
 /// Exit status of a usage error (clap uses the same).
-const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 
 /// `cairn inventory ...`
 #[derive(Args)]
@@ -35,7 +35,7 @@ pub struct InventoryArgs {
 /// Where the server is and how to talk to it (accepted before or after the subcommand).
 #[derive(Args)]
 #[command(next_help_heading = "Connection")]
-struct Connection {
+pub(crate) struct Connection {
     /// The server's base URL.
     #[arg(
         long,
@@ -52,7 +52,7 @@ struct Connection {
     data_dir: Option<PathBuf>,
     /// Print the server's answer as JSON.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
     /// The longest a request may take, in milliseconds.
     #[arg(long, env = "CAIRN_TIMEOUT_MS", default_value_t = cairn_client::REQUEST_TIMEOUT_MS_DEFAULT, global = true)]
     timeout_ms: u64,
@@ -60,7 +60,7 @@ struct Connection {
 
 /// The idempotency key of a mutation.
 #[derive(Args)]
-struct RequestIdArg {
+pub(crate) struct RequestIdArg {
     /// The request id (1..=128 bytes) [default: a fresh random one]. Repeating a request with the
     /// same id and body returns its first outcome and changes nothing.
     #[arg(long)]
@@ -68,7 +68,7 @@ struct RequestIdArg {
 }
 
 impl RequestIdArg {
-    fn resolve(self) -> String {
+    pub(crate) fn resolve(self) -> String {
         self.request_id.unwrap_or_else(new_request_id)
     }
 }
@@ -235,7 +235,7 @@ pub fn run(args: InventoryArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The client, or why the flags do not make one.
-fn connect(connection: &Connection) -> Result<Client, String> {
+pub(crate) fn connect(connection: &Connection) -> Result<Client, String> {
     let url = connection.url.trim();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(format!(
@@ -268,7 +268,7 @@ fn token(connection: &Connection) -> Result<String, String> {
 }
 
 /// Prints what went wrong and picks the exit status.
-fn report(client: &Client, error: &ClientError) -> ExitCode {
+pub(crate) fn report(client: &Client, error: &ClientError) -> ExitCode {
     match error {
         ClientError::Api {
             code,

@@ -3,6 +3,7 @@
 
 mod inventory;
 mod logcmd;
+mod market;
 mod offline;
 mod serve;
 
@@ -33,6 +34,8 @@ enum Command {
     /// Inventory on a running server: adjust, count, policy, reserve, confirm, release, get,
     /// history.
     Inventory(inventory::InventoryArgs),
+    /// Markets on a running server: create, order, cancel, get, book, trades.
+    Market(market::MarketArgs),
     /// Benchmarks, measured side by side with their peers.
     Bench {
         #[command(subcommand)]
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Snapshot(args) => offline::snapshot(&args),
         Command::Replay(args) => offline::replay(&args),
         Command::Inventory(args) => inventory::run(args),
+        Command::Market(args) => market::run(args),
         Command::Bench {
             command: BenchCommand::Log(args),
         } => cairn_bench::run_log_bench(&args).map(|_| ExitCode::SUCCESS),

@@ -131,6 +131,18 @@ impl Server {
         finish(command)
     }
 
+    /// `cairn market ARGS` against this server with the admin token.
+    fn market(&self, args: &[&str]) -> Outcome {
+        let mut command = cairn();
+        command
+            .arg("market")
+            .args(args)
+            .env("CAIRN_URL", &self.base)
+            .env("CAIRN_TOKEN", TOKEN)
+            .env("CAIRN_TIMEOUT_MS", "10000");
+        finish(command)
+    }
+
     /// SIGTERM and a bounded wait for a clean exit.
     fn stop(mut self) {
         let Some(mut served) = self.served.take() else {
@@ -642,4 +654,79 @@ fn an_unreachable_server_exits_1_naming_the_url() {
         "{}",
         outcome.stderr
     );
+}
+
+#[test]
+fn market_subcommands_trade_and_show_the_book_against_a_real_server() {
+    let server = Server::start();
+    server
+        .market(&["create", "BTC/USD", "--tick-size", "5", "--lot-size", "1"])
+        .ok();
+    server
+        .market(&["create", "BTC/USD", "--tick-size", "5", "--lot-size", "1"])
+        .refused("already_exists");
+    let sell = server
+        .market(&[
+            "order",
+            "BTC/USD",
+            "--account",
+            "maker",
+            "--side",
+            "sell",
+            "--qty",
+            "3",
+            "--price",
+            "100",
+        ])
+        .ok();
+    assert!(sell.stdout.contains("order 1 new"), "{}", sell.stdout);
+    let buy = server
+        .market(&[
+            "order",
+            "BTC/USD",
+            "--account",
+            "taker",
+            "--side",
+            "buy",
+            "--qty",
+            "2",
+            "--price",
+            "100",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(buy["status"], "filled");
+    assert_eq!(buy["trades"][0]["price"], 100);
+    let book = server.market(&["book", "BTC/USD"]).ok();
+    assert!(book.stdout.contains("100"), "{}", book.stdout);
+    let book = server.market(&["book", "BTC/USD", "--json"]).ok().json();
+    assert_eq!(book["asks"][0]["qty"], 1);
+    let trades = server.market(&["trades", "BTC/USD", "--json"]).ok().json();
+    assert_eq!(trades["trades"].as_array().map(Vec::len), Some(1));
+    server
+        .market(&[
+            "order",
+            "BTC/USD",
+            "--account",
+            "a",
+            "--side",
+            "buy",
+            "--qty",
+            "1",
+            "--price",
+            "7",
+        ])
+        .refused("invalid_argument");
+    server.market(&["cancel", "BTC/USD", "1"]).ok();
+    server
+        .market(&["cancel", "BTC/USD", "1"])
+        .refused("order_not_open");
+    let order = server
+        .market(&["get", "BTC/USD", "1", "--json"])
+        .ok()
+        .json();
+    assert_eq!(order["status"], "cancelled");
+    server.market(&["book", "NOPE"]).refused("not_found");
+    server.stop();
 }

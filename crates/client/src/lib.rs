@@ -1,4 +1,4 @@
-//! A Rust client for Cairn's HTTP API: the inventory endpoints and the health probes.
+//! A Rust client for Cairn's HTTP API: the inventory and matching endpoints and the health probes.
 //!
 //! A thin layer on purpose: one method per endpoint of API.md, request bodies as typed structs,
 //! responses typed where their shape is fixed ([`Item`], [`Reservation`]) and
@@ -19,8 +19,8 @@ mod types;
 pub use error::{BODY_EXCERPT_BYTES_MAX, ClientError, api_error};
 pub use path::{encode_path_segment, new_request_id};
 pub use types::{
-    AdjustRequest, CountRequest, Item, ItemSummary, ItemWrite, PolicyRequest, Reservation,
-    ReservationState, ReserveLine, ReserveRequest, ReservedLine,
+    AdjustRequest, CountRequest, Item, ItemSummary, ItemWrite, MarketRequest, OrderRequest,
+    PolicyRequest, Reservation, ReservationState, ReserveLine, ReserveRequest, ReservedLine,
 };
 
 use path::segment;
@@ -176,6 +176,87 @@ impl Client {
         let sku = segment("sku", sku)?;
         self.get(&format!("/v1/inventory/items/{sku}/history"))
             .await
+    }
+
+    /// `POST /v1/markets`: opens a market. `{symbol, lsn}`.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; 409 `already_exists` for a taken symbol.
+    pub async fn create_market(&self, request: &MarketRequest) -> Result<Value, ClientError> {
+        self.post("/v1/markets", request).await
+    }
+
+    /// `POST /v1/markets/{symbol}/orders`: `{order_id, status, filled_qty, remaining_qty,
+    /// trades, lsn}` (a market-outcome rejection is a success with `status: "rejected"`).
+    ///
+    /// # Errors
+    /// See [`ClientError`]; 400 for a price off the tick or a quantity off the lot, 404 for an
+    /// unknown market.
+    pub async fn place_order(
+        &self,
+        symbol: &str,
+        request: &OrderRequest,
+    ) -> Result<Value, ClientError> {
+        let symbol = segment("symbol", symbol)?;
+        self.post(&format!("/v1/markets/{symbol}/orders"), request)
+            .await
+    }
+
+    /// `DELETE /v1/markets/{symbol}/orders/{order_id}`.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; 409 `order_not_open`, 404 for an unknown order.
+    pub async fn cancel_order(
+        &self,
+        symbol: &str,
+        order_id: u64,
+        request_id: &str,
+    ) -> Result<Value, ClientError> {
+        let symbol = segment("symbol", symbol)?;
+        let request_id = segment("request id", request_id)?;
+        self.send(
+            Method::DELETE,
+            &format!("/v1/markets/{symbol}/orders/{order_id}?request_id={request_id}"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `GET /v1/markets/{symbol}/orders/{order_id}`.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; 404 for an unknown market or order.
+    pub async fn order(&self, symbol: &str, order_id: u64) -> Result<Value, ClientError> {
+        let symbol = segment("symbol", symbol)?;
+        self.get(&format!("/v1/markets/{symbol}/orders/{order_id}"))
+            .await
+    }
+
+    /// `GET /v1/markets/{symbol}/book?depth=N`: `{bids, asks, lsn}`, best first.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; 404 for an unknown market.
+    pub async fn book(&self, symbol: &str, depth: usize) -> Result<Value, ClientError> {
+        let symbol = segment("symbol", symbol)?;
+        self.get(&format!("/v1/markets/{symbol}/book?depth={depth}"))
+            .await
+    }
+
+    /// `GET /v1/markets/{symbol}/trades?after_trade_id=N&limit=M`, in execution order.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; 404 for an unknown market.
+    pub async fn trades(
+        &self,
+        symbol: &str,
+        after_trade_id: u64,
+        limit: usize,
+    ) -> Result<Value, ClientError> {
+        let symbol = segment("symbol", symbol)?;
+        self.get(&format!(
+            "/v1/markets/{symbol}/trades?after_trade_id={after_trade_id}&limit={limit}"
+        ))
+        .await
     }
 
     /// `GET /healthz`: the process answers.

@@ -233,3 +233,39 @@ mod tests {
         assert_eq!(serde_json::to_value(&write).expect("encodes"), body);
     }
 }
+
+/// `POST /v1/markets`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketRequest {
+    /// Idempotency key.
+    pub request_id: String,
+    /// The market's symbol.
+    pub symbol: String,
+    /// Prices are multiples of this.
+    pub tick_size: i64,
+    /// Quantities are multiples of this.
+    pub lot_size: i64,
+}
+
+/// `POST /v1/markets/{symbol}/orders`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRequest {
+    /// Idempotency key.
+    pub request_id: String,
+    /// The account the order is for.
+    pub account: String,
+    /// `buy` or `sell`.
+    pub side: String,
+    /// `limit` or `market`.
+    #[serde(rename = "type")]
+    pub order_type: String,
+    /// Limit price (limit orders only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<i64>,
+    /// Units.
+    pub qty: i64,
+    /// `gtc`, `ioc` or `fok`.
+    pub time_in_force: String,
+    /// Refuse to trade on arrival.
+    pub post_only: bool,
+}

@@ -1,14 +1,18 @@
 //! The product's state machine: every domain of a shard under one sequencer.
 //!
 //! A shard runs one [`Cairn`] machine, which routes each command to its domain and each event
-//! back to it. Domains: inventory and matching; publishing plugs in the same way (a variant in
-//! each enum and a field in the state).
+//! back to it. Domains: inventory, matching and publishing (a variant in each enum and a field in
+//! the state). Publishing is routed to shard 0 alone, so that a release across datasets is one
+//! atomic step in one log; its field is empty on the other shards.
 
 use crate::machine::{Decision, Stamp, StateMachine};
 use cairn_inventory::{
     Actor, Inventory, InventoryCommand, InventoryError, InventoryEvent, InventoryReply,
 };
 use cairn_matching::{Matching, MatchingCommand, MatchingError, MatchingEvent, MatchingReply};
+use cairn_publishing::{
+    Publishing, PublishingCommand, PublishingError, PublishingEvent, PublishingReply,
+};
 use serde::{Deserialize, Serialize};
 
 /// A command to some domain.
@@ -28,6 +32,13 @@ pub enum CairnCommand {
         /// What.
         command: MatchingCommand,
     },
+    /// A publishing command and who asked.
+    Publishing {
+        /// Who asked.
+        actor: cairn_publishing::Actor,
+        /// What.
+        command: PublishingCommand,
+    },
 }
 
 /// An event of some domain.
@@ -37,6 +48,8 @@ pub enum CairnEvent {
     Inventory(InventoryEvent),
     /// A matching event.
     Matching(MatchingEvent),
+    /// A publishing event.
+    Publishing(PublishingEvent),
 }
 
 /// A reply of some domain.
@@ -46,6 +59,8 @@ pub enum CairnReply {
     Inventory(InventoryReply),
     /// A matching reply.
     Matching(MatchingReply),
+    /// A publishing reply.
+    Publishing(PublishingReply),
 }
 
 /// A refusal of some domain.
@@ -55,6 +70,8 @@ pub enum CairnError {
     Inventory(InventoryError),
     /// A matching refusal.
     Matching(MatchingError),
+    /// A publishing refusal.
+    Publishing(PublishingError),
 }
 
 /// The state of one shard, across domains.
@@ -64,6 +81,8 @@ pub struct Cairn {
     pub inventory: Inventory,
     /// Order books.
     pub matching: Matching,
+    /// Versioned datasets and releases (shard 0 only).
+    pub publishing: Publishing,
 }
 
 impl StateMachine for Cairn {
@@ -99,6 +118,16 @@ impl StateMachine for Cairn {
                     reply: CairnReply::Matching(reply),
                 })
             }
+            CairnCommand::Publishing { actor, command } => {
+                let (events, reply) = self
+                    .publishing
+                    .decide(command, actor, now_ms)
+                    .map_err(CairnError::Publishing)?;
+                Ok(Decision {
+                    events: events.into_iter().map(CairnEvent::Publishing).collect(),
+                    reply: CairnReply::Publishing(reply),
+                })
+            }
         }
     }
 
@@ -106,15 +135,29 @@ impl StateMachine for Cairn {
         match event {
             CairnEvent::Inventory(event) => self.inventory.apply(event, stamp.lsn.0, stamp.at_ms),
             CairnEvent::Matching(event) => self.matching.apply(event, stamp.lsn.0, stamp.at_ms),
+            CairnEvent::Publishing(event) => {
+                self.publishing.apply(event, stamp.lsn.0, stamp.at_ms);
+            }
         }
     }
 
     fn due(&self, now_ms: u64, max: usize) -> Vec<CairnEvent> {
-        self.inventory
+        let mut due: Vec<CairnEvent> = self
+            .inventory
             .due(now_ms, max)
             .into_iter()
             .map(CairnEvent::Inventory)
-            .collect()
+            .collect();
+        let room = max.saturating_sub(due.len());
+        if room > 0 {
+            due.extend(
+                self.publishing
+                    .due(now_ms, room)
+                    .into_iter()
+                    .map(CairnEvent::Publishing),
+            );
+        }
+        due
     }
 
     fn freeze(&self) -> Cairn {
@@ -136,14 +179,16 @@ impl StateMachine for Cairn {
         match error {
             CairnError::Inventory(error) => error.http_status() == 400,
             CairnError::Matching(error) => error.http_status() == 400,
+            CairnError::Publishing(error) => error.http_status() == 400,
         }
     }
 
     fn summary(&self) -> String {
         format!(
-            "inventory: {}; matching: {}",
+            "inventory: {}; matching: {}; publishing: {}",
             self.inventory.summary(),
-            self.matching.summary()
+            self.matching.summary(),
+            self.publishing.summary()
         )
     }
 }

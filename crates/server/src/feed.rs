@@ -414,6 +414,43 @@ fn render(shard: ShardId, event: &CairnEvent) -> (Domain, &'static str, Option<&
             Some(event.symbol()),
             render_matching(event),
         ),
+        CairnEvent::Publishing(event) => {
+            let (kind, fields) = render_tagged(event);
+            (Domain::Publishing, kind, None, fields)
+        }
+    }
+}
+
+/// An externally tagged event (`{"ReleaseCreated": {...}}`) as its snake_case type name and
+/// its fields.
+fn render_tagged(event: &impl serde::Serialize) -> (&'static str, Value) {
+    let Ok(Value::Object(tagged)) = serde_json::to_value(event) else {
+        return ("unknown", Value::Null);
+    };
+    let Some((tag, fields)) = tagged.into_iter().next() else {
+        return ("unknown", Value::Null);
+    };
+    (publishing_kind(&tag), fields)
+}
+
+/// The feed's name of a publishing event type (a fixed set, so names are `'static`).
+fn publishing_kind(tag: &str) -> &'static str {
+    match tag {
+        "DatasetCreated" => "dataset_created",
+        "GuardrailsSet" => "guardrails_set",
+        "DraftCreated" => "draft_created",
+        "DraftAppended" => "draft_appended",
+        "DraftDiscarded" => "draft_discarded",
+        "ReleaseCreated" => "release_created",
+        "ReleasePromoted" => "release_promoted",
+        "ReleaseAborted" => "release_aborted",
+        "ReleaseWentLive" => "release_went_live",
+        "ReleaseGoLiveRefused" => "release_go_live_refused",
+        "ReleaseReverted" => "release_reverted",
+        "RolledBack" => "rolled_back",
+        "ReleasePinned" => "release_pinned",
+        "RetentionSet" => "retention_set",
+        _ => "publishing_event",
     }
 }
 

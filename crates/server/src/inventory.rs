@@ -173,7 +173,9 @@ async fn item_command(
             lsn: committed.lsn.0,
             item,
         }),
-        CairnReply::Inventory(InventoryReply::Reservation(_)) | CairnReply::Matching(_) => Err(
+        CairnReply::Inventory(InventoryReply::Reservation(_))
+        | CairnReply::Matching(_)
+        | CairnReply::Publishing(_) => Err(
             ApiError::internal("an item command replied with something else"),
         ),
     }

@@ -224,6 +224,12 @@ pub fn outcome_error(error: EngineError<CairnError>) -> ApiError {
     match error {
         EngineError::Refused(CairnError::Inventory(refusal)) => inventory_error(&refusal),
         EngineError::Refused(CairnError::Matching(refusal)) => matching_error(&refusal),
+        EngineError::Refused(CairnError::Publishing(refusal)) => {
+            ApiError::new(ErrorCode::InvalidArgument, refusal.message())
+                .with_code(refusal.code())
+                .with_status(refusal.http_status())
+                .with_details(refusal.details())
+        }
         EngineError::RequestIdReused => ApiError::new(
             ErrorCode::RequestIdReused,
             "this request_id was already used with a different request body",
