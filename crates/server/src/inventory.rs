@@ -175,9 +175,9 @@ async fn item_command(
         }),
         CairnReply::Inventory(InventoryReply::Reservation(_))
         | CairnReply::Matching(_)
-        | CairnReply::Publishing(_) => Err(
-            ApiError::internal("an item command replied with something else"),
-        ),
+        | CairnReply::Publishing(_) => Err(ApiError::internal(
+            "an item command replied with something else",
+        )),
     }
 }
 
