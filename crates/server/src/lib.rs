@@ -14,6 +14,7 @@ pub mod http_metrics;
 mod inventory;
 mod matching;
 pub mod openapi;
+mod publishing;
 mod routes;
 pub mod session;
 pub mod tokens;
@@ -40,6 +41,8 @@ pub struct App {
     pub http: Arc<http_metrics::HttpMetrics>,
     /// gRPC call counts and latencies.
     pub grpc: Arc<http_metrics::HttpMetrics>,
+    /// The publishing view reads are answered from, and the shard-0 LSN it was taken at.
+    pub publishing_view: Arc<arc_swap::ArcSwap<(cairn_publishing::View, u64)>>,
 }
 
 impl App {
@@ -52,6 +55,7 @@ impl App {
             closing: Closing::default(),
             http: Arc::default(),
             grpc: Arc::new(http_metrics::HttpMetrics::grpc()),
+            publishing_view: Arc::default(),
         }
     }
 }
@@ -97,6 +101,7 @@ pub async fn run(
         shutdown.await;
         closing.close();
     };
+    publishing::spawn_follower(&app);
     let router = routes::router(app);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)

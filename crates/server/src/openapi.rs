@@ -250,6 +250,137 @@ pub struct TradesDoc {
     lsn: u64,
 }
 
+/// Reply to `POST /v1/datasets`.
+#[derive(Serialize, ToSchema)]
+pub struct DatasetCreatedDoc {
+    name: String,
+    lsn: u64,
+}
+
+/// Reply to `POST /v1/drafts` and `POST /v1/drafts/{id}/changes`.
+#[derive(Serialize, ToSchema)]
+pub struct DraftCreatedDoc {
+    draft_id: u64,
+    /// Distinct changes the draft now holds.
+    changes_total: u64,
+    lsn: u64,
+}
+
+/// A draft.
+#[derive(Serialize, ToSchema)]
+pub struct DraftDoc {
+    draft_id: u64,
+    note: String,
+    author: String,
+    created_at_ms: u64,
+    changes_total: u64,
+    datasets: Vec<String>,
+    /// Its release, once released.
+    release_id: Option<u64>,
+    lsn: u64,
+}
+
+/// One change of a draft against the value live for everyone.
+#[derive(Serialize, ToSchema)]
+pub struct DiffEntryDoc {
+    dataset: String,
+    key: String,
+    #[schema(value_type = Option<Object>)]
+    before: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    after: Option<serde_json::Value>,
+}
+
+/// A page of a draft's diff, and the guardrail violations of the whole draft.
+#[derive(Serialize, ToSchema)]
+pub struct DiffDoc {
+    draft_id: u64,
+    changes: Vec<DiffEntryDoc>,
+    changes_total: u64,
+    /// `{dataset, key}` to pass as `after_dataset`, `after_key` for the next page.
+    #[schema(value_type = Option<Object>)]
+    next_after: Option<serde_json::Value>,
+    /// `{dataset, key, rule, message}` each.
+    #[schema(value_type = Vec<Object>)]
+    violations: Vec<serde_json::Value>,
+    violations_total: u64,
+    lsn: u64,
+}
+
+/// Reply to a release, promote, abort or rollback.
+#[derive(Serialize, ToSchema)]
+pub struct ReleaseReplyDoc {
+    release_id: u64,
+    /// `scheduled`, `gray`, `live`, `superseded`, `aborted` or `rolled_back`.
+    state: String,
+    lsn: u64,
+}
+
+/// A release.
+#[derive(Serialize, ToSchema)]
+pub struct ReleaseDoc {
+    release_id: u64,
+    state: String,
+    /// `draft`, `rollback` or `revert`.
+    kind: String,
+    draft_id: Option<u64>,
+    /// For a rollback or revert: the release whose content it restores.
+    restores: Option<u64>,
+    datasets: Vec<String>,
+    author: String,
+    request_id: Option<String>,
+    note: String,
+    created_at_ms: u64,
+    go_live_at_ms: Option<u64>,
+    revert_at_ms: Option<u64>,
+    live_at_ms: Option<u64>,
+    ended_at_ms: Option<u64>,
+    /// `{percent, users, channels, regions, segments}`.
+    #[schema(value_type = Option<Object>)]
+    gray: Option<serde_json::Value>,
+    force_reason: Option<String>,
+    forced_violations_total: u64,
+    changes_total: u64,
+    content_retained: bool,
+    pinned: bool,
+}
+
+/// Releases, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct ReleasesDoc {
+    releases: Vec<ReleaseDoc>,
+    lsn: u64,
+}
+
+/// A value as served.
+#[derive(Serialize, ToSchema)]
+pub struct KeyValueDoc {
+    #[schema(value_type = Object)]
+    value: serde_json::Value,
+    /// The release that served it.
+    release_id: Option<u64>,
+    /// The shard-0 LSN of the view that answered.
+    lsn: u64,
+}
+
+/// One value of a batch read.
+#[derive(Serialize, ToSchema)]
+pub struct ReadValueDoc {
+    dataset: String,
+    key: String,
+    /// `null` when the key is not in the served release.
+    #[schema(value_type = Option<Object>)]
+    value: Option<serde_json::Value>,
+    release_id: Option<u64>,
+}
+
+/// A batch read, all from one view.
+#[derive(Serialize, ToSchema)]
+pub struct ReadsDoc {
+    values: Vec<ReadValueDoc>,
+    lsn: u64,
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -293,8 +424,20 @@ impl Modify for BearerAuth {
         crate::matching::book,
         crate::matching::trades,
         crate::feed::events,
+        crate::publishing::create_dataset,
+        crate::publishing::create_draft,
+        crate::publishing::append_to_draft,
+        crate::publishing::get_draft,
+        crate::publishing::draft_diff,
+        crate::publishing::create_release,
+        crate::publishing::list_releases,
+        crate::publishing::promote,
+        crate::publishing::abort,
+        crate::publishing::rollback,
+        crate::publishing::get_key,
+        crate::publishing::batch_read,
     ),
-    components(schemas(ItemDoc, ItemReplyDoc, LineDoc, ReservationDoc, ItemsDoc, HistoryDoc, HistoryEventDoc, ErrorDoc, TokenDoc, MarketCreatedDoc, MarketSpecDoc, MarketDoc, MarketsDoc, TradeViewDoc, OrderReplyDoc, OrderDoc, LevelDoc, BookDoc, TradeDoc, TradesDoc)),
+    components(schemas(ItemDoc, ItemReplyDoc, LineDoc, ReservationDoc, ItemsDoc, HistoryDoc, HistoryEventDoc, ErrorDoc, TokenDoc, MarketCreatedDoc, MarketSpecDoc, MarketDoc, MarketsDoc, TradeViewDoc, OrderReplyDoc, OrderDoc, LevelDoc, BookDoc, TradeDoc, TradesDoc, DatasetCreatedDoc, DraftCreatedDoc, DraftDoc, DiffEntryDoc, DiffDoc, ReleaseReplyDoc, ReleaseDoc, ReleasesDoc, KeyValueDoc, ReadValueDoc, ReadsDoc)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

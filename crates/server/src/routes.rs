@@ -26,6 +26,7 @@ pub(crate) fn router(app: App) -> Router {
         .route("/openapi.json", get(openapi))
         .merge(crate::inventory::routes())
         .merge(crate::matching::routes())
+        .merge(crate::publishing::routes())
         .merge(crate::feed::routes())
         .merge(token_routes())
         .layer(axum::extract::DefaultBodyLimit::max(
