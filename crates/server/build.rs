@@ -2,9 +2,14 @@
 //! needed, and generates the tonic service and client code from the descriptors.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    const PROTO: &str = "proto/cairn/inventory/v1/inventory.proto";
-    println!("cargo:rerun-if-changed={PROTO}");
-    let descriptors = protox::compile(["cairn/inventory/v1/inventory.proto"], ["proto"])?;
+    const PROTOS: [&str; 2] = [
+        "cairn/inventory/v1/inventory.proto",
+        "cairn/matching/v1/matching.proto",
+    ];
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed=proto/{proto}");
+    }
+    let descriptors = protox::compile(PROTOS, ["proto"])?;
     tonic_prost_build::configure()
         // The generated client is generic over its channel: no tonic transport needed for it.
         .build_transport(false)

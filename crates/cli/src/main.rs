@@ -5,6 +5,7 @@ mod inventory;
 mod logcmd;
 mod market;
 mod offline;
+mod publish;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,9 @@ enum Command {
     Inventory(inventory::InventoryArgs),
     /// Markets on a running server: create, order, cancel, get, book, trades.
     Market(market::MarketArgs),
+    /// Publishing on a running server: dataset create, draft, diff, release, promote, abort,
+    /// rollback, get, history.
+    Publish(publish::PublishArgs),
     /// Benchmarks, measured side by side with their peers.
     Bench {
         #[command(subcommand)]
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => offline::replay(&args),
         Command::Inventory(args) => inventory::run(args),
         Command::Market(args) => market::run(args),
+        Command::Publish(args) => publish::run(args),
         Command::Bench {
             command: BenchCommand::Log(args),
         } => cairn_bench::run_log_bench(&args).map(|_| ExitCode::SUCCESS),

@@ -22,6 +22,10 @@ pub use types::{
     AdjustRequest, CountRequest, Item, ItemSummary, ItemWrite, MarketRequest, OrderRequest,
     PolicyRequest, Reservation, ReservationState, ReserveLine, ReserveRequest, ReservedLine,
 };
+pub use types::{
+    DatasetRequest, DraftAppendRequest, DraftChange, DraftRequest, GrayRules, ReadContext, ReadKey,
+    ReadsRequest, ReleaseRequest, RollbackRequest,
+};
 
 use path::segment;
 use reqwest::Method;
@@ -326,5 +330,194 @@ impl Client {
                 error::excerpt(&bytes)
             ))
         })
+    }
+
+    /// `POST /v1/datasets`: `{name, lsn}`.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; 409 `already_exists` for a taken name.
+    pub async fn create_dataset(&self, request: &DatasetRequest) -> Result<Value, ClientError> {
+        self.post("/v1/datasets", request).await
+    }
+
+    /// `POST /v1/drafts`: `{draft_id, changes_total, lsn}`.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; 404 for an unknown dataset, 413 when the changes are too large for
+    /// one request (add the rest with [`Client::append_to_draft`]).
+    pub async fn create_draft(&self, request: &DraftRequest) -> Result<Value, ClientError> {
+        self.post("/v1/drafts", request).await
+    }
+
+    /// `POST /v1/drafts/{id}/changes`: `{draft_id, changes_total, lsn}`.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; 404 for an unknown draft or dataset, 409 `draft_already_released`.
+    pub async fn append_to_draft(
+        &self,
+        draft_id: u64,
+        request: &DraftAppendRequest,
+    ) -> Result<Value, ClientError> {
+        self.post(&format!("/v1/drafts/{draft_id}/changes"), request)
+            .await
+    }
+
+    /// `GET /v1/drafts/{id}`: `{draft_id, note, author, created_at_ms, changes_total, datasets,
+    /// release_id, lsn}`.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; 404 for an unknown draft.
+    pub async fn draft(&self, draft_id: u64) -> Result<Value, ClientError> {
+        self.get(&format!("/v1/drafts/{draft_id}")).await
+    }
+
+    /// `GET /v1/drafts/{id}/diff`: a page of `{changes: [{dataset, key, before, after}],
+    /// changes_total, next_after, violations, violations_total, lsn}`, after `(dataset, key)`
+    /// when given, at most `limit` changes (server default 100, at most 1000).
+    ///
+    /// # Errors
+    /// See [`ClientError`]; 404 for an unknown draft, 409 `draft_already_released`.
+    pub async fn draft_diff(
+        &self,
+        draft_id: u64,
+        after: Option<(&str, &str)>,
+        limit: Option<usize>,
+    ) -> Result<Value, ClientError> {
+        let mut query = Vec::new();
+        if let Some((dataset, key)) = after {
+            query.push(format!("after_dataset={}", encode_path_segment(dataset)));
+            query.push(format!("after_key={}", encode_path_segment(key)));
+        }
+        if let Some(limit) = limit {
+            query.push(format!("limit={limit}"));
+        }
+        self.get(&Client::with_query(
+            &format!("/v1/drafts/{draft_id}/diff"),
+            &query,
+        ))
+        .await
+    }
+
+    /// `POST /v1/releases`: `{release_id, state, lsn}`.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; 422 `guardrail_violation` (with `details.violations`), 403 for
+    /// `force_reason` from a non-admin, 409 `draft_already_released` or `release_in_progress`.
+    pub async fn create_release(&self, request: &ReleaseRequest) -> Result<Value, ClientError> {
+        self.post("/v1/releases", request).await
+    }
+
+    /// `POST /v1/releases/{id}/promote`: a gray or scheduled release goes live for everyone.
+    /// `{release_id, state, lsn}`.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; 404 for an unknown release, 409 `invalid_release_state`.
+    pub async fn promote_release(
+        &self,
+        release_id: u64,
+        request_id: &str,
+    ) -> Result<Value, ClientError> {
+        let body = json!({ "request_id": request_id });
+        self.post(&format!("/v1/releases/{release_id}/promote"), &body)
+            .await
+    }
+
+    /// `POST /v1/releases/{id}/abort`: a gray or scheduled release ends. `{release_id, state,
+    /// lsn}`.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; 404 for an unknown release, 409 `invalid_release_state`.
+    pub async fn abort_release(
+        &self,
+        release_id: u64,
+        request_id: &str,
+    ) -> Result<Value, ClientError> {
+        let body = json!({ "request_id": request_id });
+        self.post(&format!("/v1/releases/{release_id}/abort"), &body)
+            .await
+    }
+
+    /// `POST /v1/rollbacks`: `{release_id, state, lsn}` of the new release that restores.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; 404 for an unknown release, 409 `not_a_rollback_target`.
+    pub async fn rollback(&self, request: &RollbackRequest) -> Result<Value, ClientError> {
+        self.post("/v1/rollbacks", request).await
+    }
+
+    /// `GET /v1/datasets/{name}/keys/{key}`: `{value, release_id, lsn}` as a reader with
+    /// `context` is served it.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; 404 for an unknown dataset or a key not in the served release.
+    pub async fn published_value(
+        &self,
+        dataset: &str,
+        key: &str,
+        context: &ReadContext,
+    ) -> Result<Value, ClientError> {
+        let dataset = segment("dataset", dataset)?;
+        let key = segment("key", key)?;
+        let mut query = Vec::new();
+        for (name, value) in [
+            ("user_id", &context.user_id),
+            ("channel", &context.channel),
+            ("region", &context.region),
+        ] {
+            if let Some(value) = value {
+                query.push(format!("{name}={}", encode_path_segment(value)));
+            }
+        }
+        if !context.segments.is_empty() {
+            let segments: Vec<String> = context
+                .segments
+                .iter()
+                .map(|s| encode_path_segment(s))
+                .collect();
+            query.push(format!("segments={}", segments.join(",")));
+        }
+        self.get(&Client::with_query(
+            &format!("/v1/datasets/{dataset}/keys/{key}"),
+            &query,
+        ))
+        .await
+    }
+
+    /// `POST /v1/reads`: `{values: [{dataset, key, value, release_id}], lsn}`, all from one
+    /// consistent view (a missing key has `value: null`).
+    ///
+    /// # Errors
+    /// See [`ClientError`]; 404 for an unknown dataset.
+    pub async fn read_values(&self, request: &ReadsRequest) -> Result<Value, ClientError> {
+        self.post("/v1/reads", request).await
+    }
+
+    /// `GET /v1/releases`: `{releases: [...], lsn}`, oldest first, only those after
+    /// `after_release_id` when given, at most `limit` (server default 1000, at most 10000).
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub async fn releases(
+        &self,
+        after_release_id: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<Value, ClientError> {
+        let mut query = Vec::new();
+        if let Some(after) = after_release_id {
+            query.push(format!("after_release_id={after}"));
+        }
+        if let Some(limit) = limit {
+            query.push(format!("limit={limit}"));
+        }
+        self.get(&Client::with_query("/v1/releases", &query)).await
+    }
+
+    /// `path?a&b...`, or `path` alone without query parts.
+    fn with_query(path: &str, query: &[String]) -> String {
+        if query.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{}", query.join("&"))
+        }
     }
 }

@@ -269,3 +269,135 @@ pub struct OrderRequest {
     /// Refuse to trade on arrival.
     pub post_only: bool,
 }
+
+/// `POST /v1/datasets`: a dataset, with optional guardrails.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRequest {
+    /// Idempotency key.
+    pub request_id: String,
+    /// The dataset's name.
+    pub name: String,
+    /// `{json_schema?, numeric_bounds?, max_change_pct?, max_changed_keys?}` as API.md writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrails: Option<Value>,
+}
+
+/// One change of a draft: a key's new value (`null` deletes the key).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DraftChange {
+    /// The dataset.
+    pub dataset: String,
+    /// The key.
+    pub key: String,
+    /// The new value; `null` deletes.
+    #[serde(default)]
+    pub value: Value,
+}
+
+/// `POST /v1/drafts`: a draft with its first changes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DraftRequest {
+    /// Idempotency key.
+    pub request_id: String,
+    /// What the draft is for.
+    pub note: String,
+    /// The changes (more may be appended).
+    pub changes: Vec<DraftChange>,
+}
+
+/// `POST /v1/drafts/{id}/changes`: more changes for an unreleased draft.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DraftAppendRequest {
+    /// Idempotency key.
+    pub request_id: String,
+    /// The changes.
+    pub changes: Vec<DraftChange>,
+}
+
+/// The gray rules of a release: a reader gets it when any rule matches.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GrayRules {
+    /// A number in (0, 100] with at most 2 decimals, stable per user and release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<serde_json::Number>,
+    /// These users.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+    /// These channels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
+    /// These regions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
+    /// These segments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<String>,
+}
+
+/// `POST /v1/releases`: releases a draft, live, gray or scheduled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseRequest {
+    /// Idempotency key.
+    pub request_id: String,
+    /// The draft to release.
+    pub draft_id: u64,
+    /// Gray rules; absent releases to everyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gray: Option<GrayRules>,
+    /// Go live at this time (Unix milliseconds) rather than now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go_live_at_ms: Option<u64>,
+    /// Revert at this time (Unix milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert_at_ms: Option<u64>,
+    /// Admin only: release despite guardrail violations, for this recorded reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_reason: Option<String>,
+}
+
+/// `POST /v1/rollbacks`: restores the content right after a release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    /// Idempotency key.
+    pub request_id: String,
+    /// The release whose content to restore.
+    pub to_release_id: u64,
+    /// Why (kept in the history).
+    pub reason: String,
+}
+
+/// Who reads, for gray rules (every field optional).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadContext {
+    /// The reader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The reader's channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// The reader's region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The reader's segments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<String>,
+}
+
+/// One key of a batch read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadKey {
+    /// The dataset.
+    pub dataset: String,
+    /// The key.
+    pub key: String,
+}
+
+/// `POST /v1/reads`: many keys from one consistent view.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadsRequest {
+    /// Who reads; absent reads what is live for everyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<ReadContext>,
+    /// The keys.
+    pub keys: Vec<ReadKey>,
+}

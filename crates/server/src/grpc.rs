@@ -51,7 +51,8 @@ pub const STREAMS_PER_CONNECTION_MAX: u32 = 1024;
 /// request's `Error` always carries them in full.
 pub const ERROR_DETAILS_METADATA_BYTES_MAX: usize = 8 * 1024;
 
-/// Serves gRPC on `listener` until `shutdown` completes, then ends the open `Pipeline` streams
+/// Serves gRPC (inventory and matching, see [`crate::grpc_matching::services`]) on `listener`
+/// until `shutdown` completes, then ends the open `Pipeline` and `OrderStream` streams
 /// (each after answering what it has in flight), stops accepting, lets calls in progress finish
 /// and returns. The caller shuts the engine down after.
 ///
@@ -70,7 +71,7 @@ pub async fn run_grpc(
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
-        .serve_with_incoming_shutdown(service(app), incoming, shutdown)
+        .serve_with_incoming_shutdown(crate::grpc_matching::services(app), incoming, shutdown)
         .await
         .map_err(std::io::Error::other)
 }
@@ -165,7 +166,7 @@ fn error_reply(error: &ApiError) -> proto::Error {
     }
 }
 
-fn caller<T>(app: &App, request: &Request<T>) -> Result<Caller, ApiError> {
+pub(crate) fn caller<T>(app: &App, request: &Request<T>) -> Result<Caller, ApiError> {
     authenticate(app, bearer(request.metadata().as_ref())?)
 }
 
@@ -316,7 +317,13 @@ fn call_name(call: &Call) -> &'static str {
 
 /// Counts one call in `/metrics` (`cairn_grpc_requests_total`, `cairn_grpc_request_seconds`),
 /// under its gRPC status code.
-fn observe(app: &App, transport: &str, method: &str, error: Option<&ApiError>, started: Instant) {
+pub(crate) fn observe(
+    app: &App,
+    transport: &str,
+    method: &str,
+    error: Option<&ApiError>,
+    started: Instant,
+) {
     let code = error.map_or(tonic::Code::Ok, status_code);
     let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     app.grpc.observe(transport, method, code as u16, elapsed_us);
@@ -517,17 +524,21 @@ impl Inventory for InventoryService {
     }
 }
 
-type Pending = Pin<Box<dyn Future<Output = proto::PipelineResponse> + Send>>;
+/// One request being worked on, answering with its response.
+pub(crate) type Pending<Rep = proto::PipelineResponse> = Pin<Box<dyn Future<Output = Rep> + Send>>;
 
 /// One `Pipeline` stream. Responses are produced only as the transport takes them (nothing is
 /// buffered in between); requests are read only while fewer than [`PIPELINE_IN_FLIGHT_MAX`] are in
 /// flight, so a client that sends faster than it is answered, or reads its answers slower, is
 /// held back by HTTP/2 flow control.
-struct Pipe<S> {
+///
+/// Generic over the request and response messages, so every pipelined stream (inventory's
+/// `Pipeline`, matching's `OrderStream`) shares it.
+pub(crate) struct Pipe<S, Req = proto::PipelineRequest, Rep = proto::PipelineResponse> {
     inbound: S,
     /// Starts one request.
-    step: Box<dyn Fn(proto::PipelineRequest) -> Pending + Send>,
-    in_flight: FuturesUnordered<Pending>,
+    step: Box<dyn Fn(Req) -> Pending<Rep> + Send>,
+    in_flight: FuturesUnordered<Pending<Rep>>,
     /// False once the client finished sending, the stream failed or the server is closing.
     reading: bool,
     closing: Pin<Box<dyn Future<Output = ()> + Send>>,
@@ -535,15 +546,15 @@ struct Pipe<S> {
     failed: Option<Status>,
 }
 
-impl<S> Pipe<S>
+impl<S, Req, Rep> Pipe<S, Req, Rep>
 where
-    S: Stream<Item = Result<proto::PipelineRequest, Status>> + Unpin,
+    S: Stream<Item = Result<Req, Status>> + Unpin,
 {
-    fn new(
+    pub(crate) fn new(
         inbound: S,
-        step: Box<dyn Fn(proto::PipelineRequest) -> Pending + Send>,
+        step: Box<dyn Fn(Req) -> Pending<Rep> + Send>,
         closing: Pin<Box<dyn Future<Output = ()> + Send>>,
-    ) -> Pipe<S> {
+    ) -> Pipe<S, Req, Rep> {
         Pipe {
             inbound,
             step,
@@ -555,7 +566,7 @@ where
     }
 
     /// The next response (in completion order), or the end of the stream.
-    async fn next(mut self) -> Option<(Result<proto::PipelineResponse, Status>, Pipe<S>)> {
+    pub(crate) async fn next(mut self) -> Option<(Result<Rep, Status>, Pipe<S, Req, Rep>)> {
         loop {
             if !self.reading && self.in_flight.is_empty() {
                 return self.failed.take().map(|failed| (Err(failed), self));

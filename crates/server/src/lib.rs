@@ -10,6 +10,7 @@ mod body;
 pub mod error;
 mod feed;
 pub mod grpc;
+pub mod grpc_matching;
 pub mod http_metrics;
 mod inventory;
 mod matching;

@@ -226,6 +226,12 @@ mod tests {
         let mut report = InventoryReport::new(machine, InventorySettings::default());
         for (n, cairn, pg, redis) in [(1, 400.0, 300.0, 9000.0), (64, 20_000.0, 2000.0, 90_000.0)] {
             report.rows.push(InventoryRow {
+                ops_per_s: Some(cairn * 2.0),
+                ratio_to_postgres: Some(cairn * 2.0 / pg),
+                ratio_to_redis: Some(cairn * 2.0 / redis),
+                ..InventoryRow::new("cairn-grpc", "hot", n)
+            });
+            report.rows.push(InventoryRow {
                 ops_per_s: Some(cairn),
                 ratio_to_postgres: Some(cairn / pg),
                 ratio_to_redis: Some(cairn / redis),
