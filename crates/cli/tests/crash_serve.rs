@@ -184,12 +184,13 @@ async fn trade_until_stopped(
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         let symbol = MARKETS[(worker + n) % MARKETS.len()];
-        let side = if (worker + n).is_multiple_of(2) {
+        let side = if (worker + n / 2).is_multiple_of(2) {
             "buy"
         } else {
             "sell"
         };
-        // Prices around 100 so that orders cross often; some IOC.
+        // Both sides on both markets (the side does not follow the market's parity), prices
+        // around 100 so that orders cross often; some IOC.
         let price = 95 + ((worker * 7 + n * 3) % 11) as i64;
         let tif = if n.is_multiple_of(5) { "ioc" } else { "gtc" };
         let body = json!({"request_id": format!("o{round}-{worker}-{n}"), "account": format!("acct{}", worker % 5),
