@@ -22,7 +22,8 @@
 //!
 //! The pieces: [`report`] (rows, JSON, the table), `append` (the log's side), `floor` (the
 //! disk's side), `recover`, `machine` (what the machine is) and, behind the `plot` feature, the
-//! PNG drawing.
+//! PNG drawing. [`matching`] (`cairn bench matching`) compares the order book with the
+//! `orderbook-rs` and `lobster` crates and times the recovery of a large book.
 
 #![deny(missing_docs)]
 
@@ -30,6 +31,7 @@ mod append;
 mod floor;
 pub mod inventory;
 mod machine;
+pub mod matching;
 #[cfg(feature = "plot")]
 mod plot;
 mod progress;
@@ -38,6 +40,7 @@ pub mod report;
 mod stats;
 
 pub use inventory::{InventoryBenchArgs, run_inventory_bench};
+pub use matching::{MatchingBenchArgs, MatchingReport, run_matching_bench};
 pub use report::{Machine, Report, Row, Settings};
 
 use anyhow::{Context as _, bail};

@@ -54,6 +54,9 @@ enum BenchCommand {
     /// Reservations per second and latency: Cairn against PostgreSQL and Redis doing the same
     /// check-and-decrement, on one hot SKU and on 10,000 SKUs.
     Inventory(cairn_bench::InventoryBenchArgs),
+    /// Orders per second of the order book against orderbook-rs and lobster on the same stream
+    /// (they need `--features peers`), durable end to end, and recovery of a large book.
+    Matching(cairn_bench::MatchingBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +82,9 @@ fn main() -> ExitCode {
         Command::Bench {
             command: BenchCommand::Inventory(args),
         } => cairn_bench::run_inventory_bench(&args).map(|_| ExitCode::SUCCESS),
+        Command::Bench {
+            command: BenchCommand::Matching(args),
+        } => cairn_bench::run_matching_bench(&args).map(|_| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
