@@ -82,3 +82,8 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// A 400 `invalid_argument` with `message`: bad input, refused before the engine.
+pub(crate) fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidArgument, message)
+}

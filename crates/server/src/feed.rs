@@ -26,7 +26,7 @@
 //! [`KEEP_ALIVE_INTERVAL`].
 
 use crate::App;
-use crate::error::ApiError;
+use crate::error::{ApiError, bad};
 use crate::session::Caller;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
@@ -74,10 +74,6 @@ static OPEN_FEEDS: AtomicUsize = AtomicUsize::new(0);
 
 pub(crate) fn routes() -> Router<App> {
     Router::new().route("/v1/events", get(events))
-}
-
-fn bad(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::InvalidArgument, message)
 }
 
 /// `GET /v1/events` (viewer and up): the feed, as `text/event-stream`.

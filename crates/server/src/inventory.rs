@@ -2,8 +2,8 @@
 
 use crate::App;
 use crate::body::JsonBody;
-use crate::error::ApiError;
-use crate::session::{Caller, outcome_error, submit};
+use crate::error::{ApiError, bad};
+use crate::session::{Caller, outcome_error, request_key, submit};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -78,24 +78,6 @@ pub(crate) struct ReserveBody {
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
 pub(crate) struct FinishBody {
     pub(crate) request_id: String,
-}
-
-fn bad(message: String) -> ApiError {
-    ApiError::new(ErrorCode::InvalidArgument, message)
-}
-
-/// The idempotency key: the request id and a fingerprint of the operation and its body.
-fn request_key(
-    request_id: &str,
-    operation: &str,
-    body: &impl Serialize,
-) -> Result<RequestKey, ApiError> {
-    validate::identifier("request_id", request_id).map_err(bad)?;
-    let mut canonical = operation.as_bytes().to_vec();
-    canonical.extend(
-        postcard::to_stdvec(body).map_err(|e| bad(format!("cannot encode the request: {e}")))?,
-    );
-    Ok(RequestKey::new(request_id, &canonical))
 }
 
 fn actor(caller: &Caller, request_id: &str) -> Actor {

@@ -7,8 +7,8 @@
 
 use crate::App;
 use crate::body::{ApiQuery, JsonBody};
-use crate::error::ApiError;
-use crate::session::{Caller, Role, read, submit};
+use crate::error::{ApiError, bad};
+use crate::session::{Caller, Role, read, request_key, submit};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -99,23 +99,6 @@ pub(crate) struct TradesQuery {
 pub(crate) struct CancelQuery {
     /// Idempotency key of the cancel (optional: a repeated cancel is 409 `order_not_open`).
     request_id: Option<String>,
-}
-
-fn bad(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::InvalidArgument, message)
-}
-
-fn request_key(
-    request_id: &str,
-    operation: &str,
-    body: &impl Serialize,
-) -> Result<RequestKey, ApiError> {
-    cairn_inventory::validate::identifier("request_id", request_id).map_err(bad)?;
-    let mut canonical = operation.as_bytes().to_vec();
-    canonical.extend(
-        postcard::to_stdvec(body).map_err(|e| bad(format!("cannot encode the request: {e}")))?,
-    );
-    Ok(RequestKey::new(request_id, &canonical))
 }
 
 fn identifier(field: &str, value: &str) -> Result<(), ApiError> {

@@ -21,7 +21,7 @@
 
 use crate::App;
 use crate::body::{ApiQuery, JsonBody};
-use crate::error::ApiError;
+use crate::error::{ApiError, bad};
 use crate::session::{Caller, Role, read, submit};
 use axum::Json;
 use axum::Router;
@@ -304,21 +304,13 @@ pub(crate) struct ReleasesQuery {
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-fn bad(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::InvalidArgument, message)
-}
-
+/// The idempotency key of a publishing request (operations are prefixed `publishing.`).
 fn request_key(
     request_id: &str,
     operation: &str,
     body: &impl Serialize,
 ) -> Result<RequestKey, ApiError> {
-    validate::identifier("request_id", request_id).map_err(bad)?;
-    let mut canonical = format!("publishing.{operation}:").into_bytes();
-    canonical.extend(
-        postcard::to_stdvec(body).map_err(|e| bad(format!("cannot encode the request: {e}")))?,
-    );
-    Ok(RequestKey::new(request_id, &canonical))
+    crate::session::request_key(request_id, &format!("publishing.{operation}:"), body)
 }
 
 fn identifier(field: &str, value: &str) -> Result<(), ApiError> {

@@ -2,7 +2,7 @@
 
 use crate::App;
 use crate::body::JsonBody;
-use crate::error::ApiError;
+use crate::error::{ApiError, bad};
 use crate::session::{Caller, Role};
 use crate::tokens::{TOKEN_ACCOUNTS_MAX, TokenError};
 use axum::Json;
@@ -109,10 +109,6 @@ pub(crate) struct CreateToken {
     role: String,
     name: String,
     accounts: Option<Vec<String>>,
-}
-
-fn bad(message: String) -> ApiError {
-    ApiError::new(ErrorCode::InvalidArgument, message)
 }
 
 /// `POST /v1/tokens` (admin): a named token with a role; its secret is shown once.

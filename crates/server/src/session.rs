@@ -2,7 +2,7 @@
 
 use crate::App;
 use crate::auth::bearer;
-use crate::error::ApiError;
+use crate::error::{ApiError, bad};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use cairn_engine::StateMachine;
@@ -138,6 +138,25 @@ fn shard_of(app: &App, shard: ShardId) -> Result<&cairn_engine::Shard<Cairn>, Ap
     app.engine
         .shard(shard)
         .ok_or_else(|| ApiError::internal("routed to a shard that does not exist"))
+}
+
+/// The idempotency key of a request: its id and a fingerprint of `operation` (a name that keeps
+/// equal bodies of different operations apart) followed by the postcard encoding of the body.
+/// Every transport builds keys here, so a retry over HTTP or gRPC is the same request.
+///
+/// # Errors
+/// A malformed `request_id`, or a body that does not encode.
+pub(crate) fn request_key(
+    request_id: &str,
+    operation: &str,
+    body: &impl serde::Serialize,
+) -> Result<RequestKey, ApiError> {
+    cairn_inventory::validate::identifier("request_id", request_id).map_err(bad)?;
+    let mut canonical = operation.as_bytes().to_vec();
+    canonical.extend(
+        postcard::to_stdvec(body).map_err(|e| bad(format!("cannot encode the request: {e}")))?,
+    );
+    Ok(RequestKey::new(request_id, &canonical))
 }
 
 /// Submits a command and waits for its durable outcome.
