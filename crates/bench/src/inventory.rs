@@ -25,7 +25,7 @@
 //! over `--runs` and the spread, and Cairn's rows the ratios to PostgreSQL and to Redis, each
 //! taken within one run. A peer that cannot be reached is reported as skipped with the reason.
 
-mod cairn;
+pub(crate) mod cairn;
 mod driver;
 mod grpc;
 #[cfg(feature = "plot")]
@@ -345,7 +345,11 @@ pub fn run_inventory_bench(args: &InventoryBenchArgs) -> anyhow::Result<Inventor
             settings.dir = Some(base.display().to_string());
             settings.dir_fs = Some(fs);
             settings.server_threads = threads;
-            Some(cairn::InProcess::start(&base, threads)?)
+            Some(cairn::InProcess::start(
+                &base,
+                "cairn-bench-inventory-",
+                threads,
+            )?)
         }
     };
     let (base_url, token) = match (&server, &args.cairn_url) {

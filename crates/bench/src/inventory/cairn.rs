@@ -41,14 +41,14 @@ pub(crate) struct InProcess {
 }
 
 impl InProcess {
-    /// Starts a server whose data directory is a new directory under `base`, with `threads`
-    /// runtime worker threads.
+    /// Starts a server whose data directory is a new directory under `base` named `prefix…`,
+    /// with `threads` runtime worker threads. Shared by the inventory and matching benchmarks.
     ///
     /// # Errors
     /// The directory, the engine, the runtime or the listener cannot be set up.
-    pub(crate) fn start(base: &Path, threads: usize) -> anyhow::Result<InProcess> {
+    pub(crate) fn start(base: &Path, prefix: &str, threads: usize) -> anyhow::Result<InProcess> {
         let dir = tempfile::Builder::new()
-            .prefix("cairn-bench-inventory-")
+            .prefix(prefix)
             .tempdir_in(base)
             .with_context(|| format!("creating a directory in {}", base.display()))?;
         let config = EngineConfig {

@@ -21,12 +21,11 @@
 
 use super::MatchingBenchArgs;
 use super::report::MatchingRow;
+use crate::inventory::cairn::InProcess;
 use crate::machine::CpuTimes;
 use crate::stats::{quantile, spread};
 use anyhow::{Context as _, anyhow};
 use cairn_client::{Client, ClientError, MarketRequest, OrderRequest};
-use cairn_engine::cairn::Cairn;
-use cairn_engine::{Engine, EngineConfig, ShardConfig};
 use cairn_matching::workload::{Op, SYMBOL, Workload, WorkloadConfig, account_name};
 use cairn_matching::{Side, TimeInForce};
 use cairn_server::grpc_matching::proto::matching_client::MatchingClient;
@@ -100,7 +99,7 @@ pub(crate) fn run(
     progress: &crate::progress::Progress,
 ) -> anyhow::Result<Vec<MatchingRow>> {
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let server = Server::start(base, threads)?;
+    let server = InProcess::start(base, "cairn-bench-matching-e2e-", threads)?;
     let load = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name("cairn-bench-load")
@@ -550,127 +549,6 @@ fn truncate(mut text: String) -> String {
         text.truncate(end);
     }
     text
-}
-
-/// A Cairn server started in this process: its own tokio runtime, an engine with one shard on a
-/// fresh data directory in durable `sync` mode, HTTP on a free loopback port.
-struct Server {
-    runtime: Option<tokio::runtime::Runtime>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    grpc_shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    grpc_served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    engine: Option<Arc<Engine<Cairn>>>,
-    base_url: String,
-    grpc_url: String,
-    token: String,
-    // Dropped last: the data directory goes once the engine has stopped.
-    dir: Option<tempfile::TempDir>,
-}
-
-impl Server {
-    fn start(base: &Path, threads: usize) -> anyhow::Result<Server> {
-        let dir = tempfile::Builder::new()
-            .prefix("cairn-bench-matching-e2e-")
-            .tempdir_in(base)
-            .with_context(|| format!("creating a directory in {}", base.display()))?;
-        let config = EngineConfig {
-            data_dir: dir.path().join("data"),
-            shard_count: Some(1),
-            shard: ShardConfig::default(),
-        };
-        let (engine, _) =
-            Engine::<Cairn>::open(config).map_err(|e| anyhow!("opening Cairn's engine: {e}"))?;
-        let engine = Arc::new(engine);
-        let token = cairn_server::auth::new_secret().map_err(anyhow::Error::msg)?;
-        let admin = Arc::new(cairn_server::AdminToken::from_secret(&token));
-        let app = cairn_server::App::new(Arc::clone(&engine), admin);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .thread_name("cairn-server")
-            .enable_all()
-            .build()
-            .context("starting the server's runtime")?;
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .context("listening on 127.0.0.1")?;
-        let address = listener.local_addr().context("the listener's address")?;
-        let grpc_listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .context("listening on 127.0.0.1 for gRPC")?;
-        let grpc_address = grpc_listener
-            .local_addr()
-            .context("the gRPC listener's address")?;
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let served = runtime.spawn(cairn_server::run(listener, app.clone(), async move {
-            let _ = stop.await;
-        }));
-        let (grpc_shutdown, grpc_stop) = tokio::sync::oneshot::channel::<()>();
-        let grpc_served = runtime.spawn(cairn_server::run_grpc(grpc_listener, app, async move {
-            let _ = grpc_stop.await;
-        }));
-        Ok(Server {
-            runtime: Some(runtime),
-            shutdown: Some(shutdown),
-            served: Some(served),
-            grpc_shutdown: Some(grpc_shutdown),
-            grpc_served: Some(grpc_served),
-            engine: Some(engine),
-            base_url: format!("http://{address}"),
-            grpc_url: format!("http://{grpc_address}"),
-            token,
-            dir: Some(dir),
-        })
-    }
-
-    /// Stops serving, shuts the engine down and removes the data directory.
-    fn stop(mut self) -> anyhow::Result<()> {
-        self.stop_inner()
-    }
-
-    fn stop_inner(&mut self) -> anyhow::Result<()> {
-        for shutdown in [self.shutdown.take(), self.grpc_shutdown.take()]
-            .into_iter()
-            .flatten()
-        {
-            let _ = shutdown.send(());
-        }
-        let mut result = Ok(());
-        for served in [self.served.take(), self.grpc_served.take()]
-            .into_iter()
-            .flatten()
-        {
-            let Some(runtime) = self.runtime.as_ref() else {
-                break;
-            };
-            let joined = runtime
-                .block_on(async { tokio::time::timeout(Duration::from_secs(30), served).await });
-            if !matches!(joined, Ok(Ok(Ok(())))) {
-                result = Err(anyhow!("the in-process server did not stop cleanly"));
-            }
-        }
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_timeout(Duration::from_secs(5));
-        }
-        if let Some(engine) = self.engine.take() {
-            match Arc::try_unwrap(engine) {
-                Ok(engine) => engine.shutdown(),
-                Err(_) => result = result.and(Err(anyhow!("the engine is still referenced"))),
-            }
-        }
-        if let Some(dir) = self.dir.take() {
-            result = result.and(dir.close().context("removing the server's data directory"));
-        }
-        result
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Err(error) = self.stop_inner() {
-            eprintln!("warning: stopping the in-process Cairn server: {error:#}");
-        }
-    }
 }
 
 type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<u64, Sent>>>>>;
