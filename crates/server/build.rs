@@ -2,9 +2,10 @@
 //! needed, and generates the tonic service and client code from the descriptors.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    const PROTOS: [&str; 2] = [
+    const PROTOS: [&str; 3] = [
         "cairn/inventory/v1/inventory.proto",
         "cairn/matching/v1/matching.proto",
+        "cairn/publishing/v1/publishing.proto",
     ];
     for proto in PROTOS {
         println!("cargo:rerun-if-changed=proto/{proto}");

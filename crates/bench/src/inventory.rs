@@ -26,11 +26,11 @@
 //! taken within one run. A peer that cannot be reached is reported as skipped with the reason.
 
 pub(crate) mod cairn;
-mod driver;
-mod grpc;
+pub(crate) mod driver;
+pub(crate) mod grpc;
 #[cfg(feature = "plot")]
-mod plot;
-mod postgres;
+pub(crate) mod plot;
+pub(crate) mod postgres;
 mod redisdb;
 pub mod report;
 
@@ -85,7 +85,7 @@ impl Workload {
         }
     }
 
-    fn pick(self) -> Pick {
+    pub(crate) fn pick(self) -> Pick {
         match self {
             Workload::Hot => Pick::Hot,
             Workload::Uniform => Pick::Uniform { skus: SKUS },
@@ -222,7 +222,7 @@ impl InventoryBenchArgs {
 
 /// The systems that are measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum System {
+pub(crate) enum System {
     CairnGrpc,
     CairnHttp,
     Postgres,
@@ -249,10 +249,10 @@ impl System {
 
 /// The figures of one system at one point in one run.
 #[derive(Clone, Debug)]
-struct Figures {
-    system: System,
-    workload: Workload,
-    in_flight: usize,
+pub(crate) struct Figures {
+    pub(crate) system: System,
+    pub(crate) workload: Workload,
+    pub(crate) in_flight: usize,
     ops_per_s: f64,
     p50_us: Option<f64>,
     p99_us: Option<f64>,
@@ -265,7 +265,12 @@ struct Figures {
 }
 
 impl Figures {
-    fn new(system: System, workload: Workload, in_flight: usize, m: &Measured) -> Figures {
+    pub(crate) fn new(
+        system: System,
+        workload: Workload,
+        in_flight: usize,
+        m: &Measured,
+    ) -> Figures {
         Figures {
             system,
             workload,
@@ -539,23 +544,23 @@ async fn measure(
     Some(match system {
         System::CairnGrpc => {
             let target = Arc::clone(systems.cairn_grpc.as_ref().ok()?);
-            let log = systems.cairn_log.as_deref();
-            drive(target, in_flight, pick, warmup, duration, seed, log).await
+            let logs = systems.cairn_log.as_slice();
+            drive(target, in_flight, pick, warmup, duration, seed, logs).await
         }
         System::CairnHttp => {
             let target = Arc::clone(&systems.cairn);
-            let log = systems.cairn_log.as_deref();
-            drive(target, in_flight, pick, warmup, duration, seed, log).await
+            let logs = systems.cairn_log.as_slice();
+            drive(target, in_flight, pick, warmup, duration, seed, logs).await
         }
         System::Postgres => {
             let pg = systems.postgres.as_ref().ok()?;
             let target = Arc::new(pg.load(Arc::clone(skus), in_flight, QTY_PER_OP));
-            drive(target, in_flight, pick, warmup, duration, seed, None).await
+            drive(target, in_flight, pick, warmup, duration, seed, &[]).await
         }
         System::Redis => {
             let redis = systems.redis.as_ref().ok()?;
             let target = Arc::new(redis.load(QTY_PER_OP));
-            drive(target, in_flight, pick, warmup, duration, seed, None).await
+            drive(target, in_flight, pick, warmup, duration, seed, &[]).await
         }
     })
 }
@@ -613,7 +618,12 @@ fn rows(args: &InventoryBenchArgs, systems: &Systems, figures: &[Figures]) -> Ve
 }
 
 /// Medians and spread of one system's runs at one point.
-fn aggregate(system: &str, workload: &str, in_flight: usize, runs: &[&Figures]) -> InventoryRow {
+pub(crate) fn aggregate(
+    system: &str,
+    workload: &str,
+    in_flight: usize,
+    runs: &[&Figures],
+) -> InventoryRow {
     let mut row = InventoryRow::new(system, workload, in_flight);
     if runs.is_empty() {
         row.skipped = Some("not measured".into());
@@ -657,7 +667,10 @@ fn aggregate(system: &str, workload: &str, in_flight: usize, runs: &[&Figures]) 
 
 /// The median, min and max of the per-run ratios of `ours` to `theirs` (runs are paired by
 /// their order: both lists hold one entry per run, in run order).
-fn ratios(ours: &[&Figures], theirs: &[&Figures]) -> (Option<f64>, Option<f64>, Option<f64>) {
+pub(crate) fn ratios(
+    ours: &[&Figures],
+    theirs: &[&Figures],
+) -> (Option<f64>, Option<f64>, Option<f64>) {
     let per_run: Vec<f64> = ours
         .iter()
         .zip(theirs)
@@ -717,7 +730,7 @@ fn describe(row: &mut InventoryRow, system: System, systems: &Systems, in_flight
     }
 }
 
-fn seed(run: usize, workload: Workload, in_flight: usize) -> u64 {
+pub(crate) fn seed(run: usize, workload: Workload, in_flight: usize) -> u64 {
     let text = format!("{run}/{}/{in_flight}", workload.name());
     let hash = blake3::hash(text.as_bytes());
     u64::from_le_bytes(hash.as_bytes()[..8].try_into().unwrap_or([0; 8]))
@@ -726,7 +739,7 @@ fn seed(run: usize, workload: Workload, in_flight: usize) -> u64 {
 /// Eight hex digits that differ from run to run, so that SKUs, request ids, the PostgreSQL table
 /// and the Redis keys never meet those of another run (against a server or database used before,
 /// or a benchmark running beside this one).
-fn run_tag() -> String {
+pub(crate) fn run_tag() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -736,7 +749,7 @@ fn run_tag() -> String {
 
 /// `./target/bench-tmp` when `./target` exists (the disk the workspace is on), else the system's
 /// temporary directory.
-fn default_base_dir() -> PathBuf {
+pub(crate) fn default_base_dir() -> PathBuf {
     let target = Path::new("target");
     if target.is_dir() {
         target.join("bench-tmp")

@@ -35,13 +35,17 @@ pub mod matching;
 #[cfg(feature = "plot")]
 mod plot;
 mod progress;
+pub mod publish;
 mod recover;
 pub mod report;
 mod stats;
+pub mod txn;
 
 pub use inventory::{InventoryBenchArgs, run_inventory_bench};
 pub use matching::{MatchingBenchArgs, MatchingReport, run_matching_bench};
+pub use publish::{CountingAlloc, PublishBenchArgs, PublishReport, run_publish_bench};
 pub use report::{Machine, Report, Row, Settings};
+pub use txn::{TxnBenchArgs, TxnReport, run_txn_bench};
 
 use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};

@@ -28,8 +28,9 @@ pub struct ServeArgs {
     /// gRPC listen address [default: none, no gRPC].
     #[arg(long, env = "CAIRN_GRPC")]
     grpc: Option<String>,
-    /// Shards of a new data directory [default: 1]. An existing directory keeps the count it was
-    /// created with: leave this unset, or give the same number (another number is refused).
+    /// Shards of a new data directory [default: one per core]. An existing directory keeps the
+    /// count it was created with: leave this unset, or give the same number (another number is
+    /// refused).
     #[arg(long, env = "CAIRN_SHARDS")]
     shards: Option<u16>,
     /// `sync` (acknowledge after fdatasync) or `async` (acknowledge after write) [default: sync].
@@ -137,7 +138,7 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let config = EngineConfig {
         data_dir: data_dir.clone(),
-        shard_count: shards,
+        shard_count: shards.or_else(|| default_shards(&data_dir)),
         shard,
     };
     let (engine, recoveries) = tokio::task::spawn_blocking(move || Engine::<Cairn>::open(config))
@@ -230,4 +231,18 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
             _ = terminate.recv() => {}
         }
     })
+}
+
+/// One shard per core for a new data directory; `None` (keep what it has) for an existing one.
+fn default_shards(data_dir: &std::path::Path) -> Option<u16> {
+    let existing = cairn_engine::read_meta(&cairn_log::storage::FileStorage, data_dir);
+    if !matches!(existing, Ok(None)) {
+        return None;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    Some(
+        u16::try_from(cores)
+            .unwrap_or(u16::MAX)
+            .clamp(1, cairn_types::limits::SHARD_COUNT_MAX),
+    )
 }

@@ -32,7 +32,8 @@ fn fill(base: &str, count: usize) {
 fn written_dir(records: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let server = serve(&data, &["--segment-bytes", "65536"]).expect("serves");
+    // One shard, so that every record of the test lands in the segments it inspects.
+    let server = serve(&data, &["--shards", "1", "--segment-bytes", "65536"]).expect("serves");
     fill(&server.base, records);
     assert!(server.terminate().success(), "clean shutdown");
     dir

@@ -6,6 +6,7 @@
 //! atomic step in one log; its field is empty on the other shards.
 
 use crate::machine::{Decision, Stamp, StateMachine};
+use crate::txn::{Coordinator, TxnCommand, TxnError, TxnEvent, TxnView};
 use cairn_inventory::{
     Actor, Inventory, InventoryCommand, InventoryError, InventoryEvent, InventoryReply,
 };
@@ -39,6 +40,8 @@ pub enum CairnCommand {
         /// What.
         command: PublishingCommand,
     },
+    /// A command to this shard's transaction coordinator.
+    Txn(TxnCommand),
 }
 
 /// An event of some domain.
@@ -50,6 +53,8 @@ pub enum CairnEvent {
     Matching(MatchingEvent),
     /// A publishing event.
     Publishing(PublishingEvent),
+    /// A transaction coordinator's event.
+    Txn(TxnEvent),
 }
 
 /// A reply of some domain.
@@ -61,6 +66,8 @@ pub enum CairnReply {
     Matching(MatchingReply),
     /// A publishing reply.
     Publishing(PublishingReply),
+    /// A transaction coordinator's reply.
+    Txn(TxnView),
 }
 
 /// A refusal of some domain.
@@ -72,6 +79,8 @@ pub enum CairnError {
     Matching(MatchingError),
     /// A publishing refusal.
     Publishing(PublishingError),
+    /// A transaction coordinator's refusal.
+    Txn(TxnError),
 }
 
 /// The state of one shard, across domains.
@@ -83,6 +92,8 @@ pub struct Cairn {
     pub matching: Matching,
     /// Versioned datasets and releases (shard 0 only).
     pub publishing: Publishing,
+    /// Multi-shard transactions this shard coordinates.
+    pub txns: Coordinator,
 }
 
 impl StateMachine for Cairn {
@@ -128,6 +139,13 @@ impl StateMachine for Cairn {
                     reply: CairnReply::Publishing(reply),
                 })
             }
+            CairnCommand::Txn(command) => {
+                let (events, reply) = self.txns.decide(command, now_ms).map_err(CairnError::Txn)?;
+                Ok(Decision {
+                    events: events.into_iter().map(CairnEvent::Txn).collect(),
+                    reply: CairnReply::Txn(reply),
+                })
+            }
         }
     }
 
@@ -138,6 +156,7 @@ impl StateMachine for Cairn {
             CairnEvent::Publishing(event) => {
                 self.publishing.apply(event, stamp.lsn.0, stamp.at_ms);
             }
+            CairnEvent::Txn(event) => self.txns.apply(event, stamp.at_ms),
         }
     }
 
@@ -180,15 +199,21 @@ impl StateMachine for Cairn {
             CairnError::Inventory(error) => error.http_status() == 400,
             CairnError::Matching(error) => error.http_status() == 400,
             CairnError::Publishing(error) => error.http_status() == 400,
+            CairnError::Txn(error) => error.http_status() == 400,
         }
     }
 
     fn summary(&self) -> String {
         format!(
-            "inventory: {}; matching: {}; publishing: {}",
+            "inventory: {}; matching: {}; publishing: {}{}",
             self.inventory.summary(),
             self.matching.summary(),
-            self.publishing.summary()
+            self.publishing.summary(),
+            if self.txns.is_empty() {
+                String::new()
+            } else {
+                format!("; transactions: {} kept", self.txns.len())
+            }
         )
     }
 }

@@ -146,6 +146,10 @@ pub struct Engine<M: StateMachine> {
     /// The shards' clock, which also ages the index.
     clock: Arc<dyn Clock>,
     data_dir: PathBuf,
+    /// When this process opened the directory: transactions begun before have no orchestrator.
+    opened_at_ms: u64,
+    /// Asked at every fault point of the transaction orchestrator (tests).
+    pub(crate) fault_hook: std::sync::RwLock<Option<crate::txn_run::FaultHook>>,
     _lock: Option<File>,
 }
 
@@ -190,12 +194,15 @@ impl<M: StateMachine + Default> Engine<M> {
             shards.push(shard);
             recoveries.push(recovery);
         }
+        let opened_at_ms = config.shard.clock.now_ms();
         Ok((
             Engine {
                 shards,
                 homes,
                 clock: Arc::clone(&config.shard.clock),
                 data_dir: config.data_dir,
+                opened_at_ms,
+                fault_hook: std::sync::RwLock::new(None),
                 _lock: None,
             },
             recoveries,
@@ -244,6 +251,18 @@ impl<M: StateMachine> Engine<M> {
     /// which it remembers; ids only ever refused before a decision are forgotten.
     pub fn settle_request(&self, request_id: &str, decided: bool) {
         self.homes.settle(request_id, decided);
+    }
+
+    /// The shards' clock.
+    #[must_use]
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// When this process opened the data directory (the clock's milliseconds).
+    #[must_use]
+    pub fn opened_at_ms(&self) -> u64 {
+        self.opened_at_ms
     }
 
     /// The data directory.

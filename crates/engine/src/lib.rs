@@ -29,6 +29,8 @@ pub mod metrics;
 pub mod offline;
 mod shard;
 mod subscribe;
+pub mod txn;
+pub mod txn_run;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::ShardConfig;

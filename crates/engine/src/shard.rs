@@ -822,6 +822,12 @@ impl<M: StateMachine> Sequencer<M> {
             }
         }
         match self.core.machine.decide(command, now_ms) {
+            // Nothing to log (a repeated protocol message): answer from the state as it is.
+            Ok(decision) if decision.events.is_empty() && request.is_none() => Ok(Committed {
+                lsn: self.core.lsn,
+                reply: decision.reply,
+                repeated: false,
+            }),
             Ok(decision) => {
                 let reply = decision.reply.clone();
                 let envelope = Envelope::Command {

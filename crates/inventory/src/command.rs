@@ -1,5 +1,7 @@
 //! Commands (what callers ask), events (facts in the log) and replies.
 
+use crate::txn::{Hold, PrepareOp};
+use cairn_types::TxnId;
 use serde::{Deserialize, Serialize};
 
 /// Who asked, for the audit trail.
@@ -88,6 +90,26 @@ pub enum InventoryCommand {
         /// The reservation.
         reservation_id: u64,
     },
+    /// Phase one of a multi-shard transaction: decide `op` and hold its effect.
+    TxnPrepare {
+        /// The transaction.
+        txn: TxnId,
+        /// What to prepare.
+        op: PrepareOp,
+        /// When the coordinator should have decided by (log time).
+        timeout_at_ms: u64,
+    },
+    /// Phase two: make a prepared transaction's effect final (idempotent).
+    TxnCommit {
+        /// The transaction.
+        txn: TxnId,
+    },
+    /// Phase two: drop a prepared transaction's effect (idempotent; before a prepare, it makes
+    /// that prepare refused).
+    TxnAbort {
+        /// The transaction.
+        txn: TxnId,
+    },
 }
 
 /// Facts in the log.
@@ -164,6 +186,27 @@ pub enum InventoryEvent {
         /// The reservation.
         reservation_id: u64,
     },
+    /// A transaction prepared here: its effect is held.
+    TxnPrepared {
+        /// The transaction.
+        txn: TxnId,
+        /// What it holds.
+        hold: Hold,
+        /// Who.
+        actor: Actor,
+    },
+    /// A prepared transaction committed here.
+    TxnCommitted {
+        /// The transaction.
+        txn: TxnId,
+        /// Who.
+        actor: Actor,
+    },
+    /// A transaction aborted here (its hold, if any, is dropped).
+    TxnAborted {
+        /// The transaction.
+        txn: TxnId,
+    },
 }
 
 /// The answer to an accepted command.
@@ -173,4 +216,6 @@ pub enum InventoryReply {
     Item(crate::state::ItemView),
     /// The reservation after a reserve, confirm or release.
     Reservation(crate::state::ReservationView),
+    /// A transaction's part on this shard after a prepare, commit or abort.
+    Txn(crate::txn::TxnPiece),
 }

@@ -60,6 +60,13 @@ impl Inventory {
             InventoryCommand::Release { reservation_id } => {
                 self.decide_finish(*reservation_id, ReservationState::Released, actor, now_ms)
             }
+            InventoryCommand::TxnPrepare {
+                txn,
+                op,
+                timeout_at_ms,
+            } => self.decide_prepare(*txn, op, *timeout_at_ms, actor, now_ms),
+            InventoryCommand::TxnCommit { txn } => self.decide_phase_two(*txn, true, actor),
+            InventoryCommand::TxnAbort { txn } => self.decide_phase_two(*txn, false, actor),
         }
     }
 
@@ -121,6 +128,9 @@ impl Inventory {
         validate::level("on_hand", on_hand).map_err(invalid)?;
         if let Some(expected) = expected {
             validate::level("expected_on_hand", expected).map_err(invalid)?;
+        }
+        if let Some(reservation_id) = self.confirming_at(sku, location) {
+            return Err(InventoryError::ReservationBusy { reservation_id });
         }
         let mut item = self.item(sku, location).copied().unwrap_or_default();
         if let Some(expected_on_hand) = expected.filter(|&e| e != item.on_hand) {
@@ -220,7 +230,7 @@ impl Inventory {
     }
 
     /// Decides where every unit of every line comes from, or lists the short lines.
-    fn allocate(&self, requests: &[LineRequest]) -> Result<Vec<Line>, InventoryError> {
+    pub(crate) fn allocate(&self, requests: &[LineRequest]) -> Result<Vec<Line>, InventoryError> {
         let mut taken: BTreeMap<(&str, &str), i64> = BTreeMap::new();
         let mut lines: Vec<Line> = Vec::new();
         let mut short = Vec::new();
@@ -301,13 +311,13 @@ impl Inventory {
             .map_or("", |(key, _)| key.as_str())
     }
 
-    fn decide_finish(
+    /// The checks of a confirm or release, shared with a transaction's prepare.
+    pub(crate) fn check_finish(
         &self,
         reservation_id: u64,
         to: ReservationState,
-        actor: &Actor,
         now_ms: u64,
-    ) -> Result<Decided, InventoryError> {
+    ) -> Result<&crate::state::Reservation, InventoryError> {
         let Some(reservation) = self.reservation(reservation_id) else {
             return Err(InventoryError::ReservationNotFound { reservation_id });
         };
@@ -323,6 +333,9 @@ impl Inventory {
                 reservation_id,
                 state: reservation.state,
             });
+        }
+        if self.busy.contains_key(&reservation_id) {
+            return Err(InventoryError::ReservationBusy { reservation_id });
         }
         if to == ReservationState::Confirmed {
             // Goods that are not on the shelf cannot ship (a backordered or oversold line waits
@@ -345,6 +358,24 @@ impl Inventory {
             if !short.is_empty() {
                 return Err(InventoryError::InsufficientStock { lines: short });
             }
+        }
+        Ok(reservation)
+    }
+
+    pub(crate) fn decide_finish(
+        &self,
+        reservation_id: u64,
+        to: ReservationState,
+        actor: &Actor,
+        now_ms: u64,
+    ) -> Result<Decided, InventoryError> {
+        let reservation = self.check_finish(reservation_id, to, now_ms)?;
+        if let Some(txn) = reservation.txn {
+            // One part of a multi-shard reservation ends only with the others.
+            return Err(InventoryError::PartOfTransaction {
+                reservation_id,
+                txn,
+            });
         }
         let event = match to {
             ReservationState::Confirmed => InventoryEvent::Confirmed {

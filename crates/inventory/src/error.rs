@@ -1,5 +1,6 @@
 //! Refusals, each with a stable code.
 
+use cairn_types::TxnId;
 use serde::{Deserialize, Serialize};
 
 /// A line that could not be reserved in full.
@@ -54,6 +55,33 @@ pub enum InventoryError {
         /// The order.
         order_id: String,
     },
+    /// A multi-shard transaction is confirming or releasing the reservation right now.
+    ReservationBusy {
+        /// The reservation.
+        reservation_id: u64,
+    },
+    /// The reservation is one part of a multi-shard reservation: confirm or release that one.
+    PartOfTransaction {
+        /// The part.
+        reservation_id: u64,
+        /// The multi-shard reservation's transaction (its public id).
+        txn: TxnId,
+    },
+    /// The transaction was aborted here: it cannot prepare or commit.
+    TxnAborted {
+        /// The transaction.
+        txn: TxnId,
+    },
+    /// The transaction was committed here: it cannot prepare again or abort.
+    TxnCommitted {
+        /// The transaction.
+        txn: TxnId,
+    },
+    /// The transaction never prepared here (or its outcome was forgotten).
+    TxnNotFound {
+        /// The transaction.
+        txn: TxnId,
+    },
 }
 
 impl InventoryError {
@@ -68,6 +96,11 @@ impl InventoryError {
             InventoryError::ReservationNotActive { .. } => "reservation_not_active",
             InventoryError::OrderClosed { .. } => "order_closed",
             InventoryError::QuantityLimit { .. } => "quantity_limit_exceeded",
+            InventoryError::ReservationBusy { .. } => "transaction_in_progress",
+            InventoryError::PartOfTransaction { .. } => "part_of_transaction",
+            InventoryError::TxnAborted { .. } => "transaction_aborted",
+            InventoryError::TxnCommitted { .. } => "transaction_committed",
+            InventoryError::TxnNotFound { .. } => "transaction_not_found",
         }
     }
 
@@ -76,7 +109,7 @@ impl InventoryError {
     pub fn http_status(&self) -> u16 {
         match self {
             InventoryError::InvalidArgument(_) => 400,
-            InventoryError::ReservationNotFound { .. } => 404,
+            InventoryError::ReservationNotFound { .. } | InventoryError::TxnNotFound { .. } => 404,
             _ => 409,
         }
     }
@@ -111,6 +144,15 @@ impl InventoryError {
                 format!("order {order_id} was already released or expired")
             }
             InventoryError::QuantityLimit { message } => message.clone(),
+            InventoryError::ReservationBusy { reservation_id } => format!(
+                "reservation {reservation_id} is being confirmed or released by a transaction; retry shortly"
+            ),
+            InventoryError::PartOfTransaction { txn, .. } => format!(
+                "this reservation is one part of the multi-shard reservation {txn}; confirm or release that one"
+            ),
+            InventoryError::TxnAborted { txn } => format!("transaction {txn} was aborted"),
+            InventoryError::TxnCommitted { txn } => format!("transaction {txn} was committed"),
+            InventoryError::TxnNotFound { txn } => format!("transaction {txn} is not known here"),
         }
     }
 }

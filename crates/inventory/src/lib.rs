@@ -17,6 +17,7 @@ mod command;
 mod decide;
 mod error;
 mod state;
+mod txn;
 pub mod validate;
 
 pub use command::{Actor, InventoryCommand, InventoryEvent, InventoryReply, Line, LineRequest};
@@ -24,6 +25,7 @@ pub use error::{InventoryError, ShortLine};
 pub use state::{
     HistoryEntry, Inventory, Item, ItemView, Reservation, ReservationState, ReservationView,
 };
+pub use txn::{HeldOp, Hold, PieceState, PrepareOp, TXN_OUTCOMES_MAX, TxnPiece};
 
 /// Default time a reservation holds stock: 15 minutes.
 pub const RESERVATION_TTL_MS_DEFAULT: u64 = 15 * 60 * 1000;

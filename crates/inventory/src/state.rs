@@ -1,9 +1,11 @@
 //! The inventory's state and how events change it.
 
 use crate::command::{Actor, InventoryEvent, Line};
+use crate::txn::Hold;
 use crate::{
     CLOSED_ORDERS_MAX, FINISHED_RESERVATIONS_MAX, FINISHED_RETENTION_MS, HISTORY_PER_SKU_MAX,
 };
+use cairn_types::TxnId;
 use serde::{Deserialize, Serialize};
 // Persistent (structurally shared) collections: cloning the whole state for a snapshot is O(1),
 // so the sequencer's snapshot pause does not grow with the state; ordered, so encoding and the
@@ -100,6 +102,9 @@ pub struct Reservation {
     pub expires_at_ms: u64,
     /// When it was made (log time).
     pub created_at_ms: u64,
+    /// The multi-shard transaction it is a part of: only that transaction may confirm or
+    /// release it, so that every part ends the same way.
+    pub txn: Option<TxnId>,
 }
 
 /// A reservation as the API shows it.
@@ -153,6 +158,13 @@ pub struct Inventory {
     pub(crate) closed_order_queue: Vector<(u64, String)>,
     pub(crate) history: OrdMap<String, Arc<VecDeque<HistoryEntry>>>,
     pub(crate) next_reservation_id: u64,
+    /// Holds of prepared multi-shard transactions.
+    pub(crate) holds: OrdMap<TxnId, Arc<Hold>>,
+    /// Reservations a prepared transaction is confirming or releasing.
+    pub(crate) busy: OrdMap<u64, TxnId>,
+    /// Outcomes of transactions (`true`: committed), so that late messages do nothing.
+    pub(crate) txn_outcomes: OrdMap<TxnId, bool>,
+    pub(crate) txn_outcome_queue: Vector<(u64, TxnId)>,
 }
 
 impl Inventory {
@@ -256,6 +268,8 @@ impl Inventory {
         self.expiry
             .iter()
             .take_while(|(expires_at_ms, _)| *expires_at_ms <= now_ms)
+            // A reservation a transaction is confirming or releasing waits for its outcome.
+            .filter(|(_, reservation_id)| !self.busy.contains_key(reservation_id))
             .take(max)
             .map(|(_, reservation_id)| InventoryEvent::Expired {
                 reservation_id: *reservation_id,
@@ -382,11 +396,21 @@ impl Inventory {
             InventoryEvent::Expired { reservation_id } => {
                 self.finish(*reservation_id, ReservationState::Expired, None, lsn, at_ms);
             }
+            InventoryEvent::TxnPrepared { txn, hold, actor } => {
+                self.apply_prepared(*txn, hold, actor, lsn);
+            }
+            InventoryEvent::TxnCommitted { txn, actor } => {
+                self.apply_phase_two(*txn, true, Some(actor), lsn, at_ms);
+            }
+            InventoryEvent::TxnAborted { txn } => {
+                self.apply_phase_two(*txn, false, None, lsn, at_ms);
+            }
         }
         self.prune(at_ms);
+        self.prune_txn_outcomes(at_ms);
     }
 
-    fn item_mut(&mut self, sku: &str, location: &str) -> &mut Item {
+    pub(crate) fn item_mut(&mut self, sku: &str, location: &str) -> &mut Item {
         self.items
             .entry(sku.to_string())
             .or_default()
@@ -418,12 +442,26 @@ impl Inventory {
             );
             self.record(&line.sku, entry);
         }
+        self.insert_reservation(id, order_id, lines, expires_at_ms, at_ms, None);
+    }
+
+    /// Adds an active reservation whose units are already counted in `reserved`.
+    pub(crate) fn insert_reservation(
+        &mut self,
+        id: u64,
+        order_id: &str,
+        lines: &[Line],
+        expires_at_ms: u64,
+        at_ms: u64,
+        txn: Option<TxnId>,
+    ) {
         let reservation = Reservation {
             order_id: order_id.to_string(),
             lines: lines.to_vec(),
             state: ReservationState::Active,
             expires_at_ms,
             created_at_ms: at_ms,
+            txn,
         };
         self.reservations.insert(id, Arc::new(reservation));
         self.expiry.insert((expires_at_ms, id));
@@ -431,7 +469,7 @@ impl Inventory {
     }
 
     /// Ends an active reservation: confirm ships the goods, release and expiry give them back.
-    fn finish(
+    pub(crate) fn finish(
         &mut self,
         id: u64,
         state: ReservationState,
@@ -480,7 +518,7 @@ impl Inventory {
         }
     }
 
-    fn record(&mut self, sku: &str, entry: HistoryEntry) {
+    pub(crate) fn record(&mut self, sku: &str, entry: HistoryEntry) {
         let entries = match self.history.get_mut(sku) {
             Some(entries) => Arc::make_mut(entries),
             None => Arc::make_mut(self.history.entry(sku.to_string()).or_default()),
@@ -514,7 +552,7 @@ impl Inventory {
     }
 }
 
-fn entry(
+pub(crate) fn entry(
     lsn: u64,
     at_ms: u64,
     kind: &str,

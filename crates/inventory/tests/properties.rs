@@ -3,9 +3,10 @@
 //! events gives the same state.
 
 use cairn_inventory::{
-    Actor, Inventory, InventoryCommand, InventoryEvent, InventoryReply, LineRequest,
-    ReservationState,
+    Actor, HeldOp, Inventory, InventoryCommand, InventoryEvent, InventoryReply, LineRequest,
+    PrepareOp, ReservationState,
 };
+use cairn_types::{ShardId, TxnId};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -48,8 +49,45 @@ fn command(with_counts_and_policies: bool) -> BoxedStrategy<InventoryCommand> {
         (0..30u64).prop_map(|reservation_id| InventoryCommand::Confirm { reservation_id });
     let release =
         (0..30u64).prop_map(|reservation_id| InventoryCommand::Release { reservation_id });
+    let txn = (1..6u64).prop_map(|number| TxnId {
+        coordinator: ShardId(0),
+        number,
+    });
+    let txn_line = (sku(), prop::option::of(location()), 1..15i64)
+        .prop_map(|(sku, location, qty)| LineRequest { sku, location, qty });
+    let prepare_op = prop_oneof![
+        (0..6u8, prop::collection::vec(txn_line, 1..3), 1..3_000u64).prop_map(
+            |(order, lines, expires_in_ms)| PrepareOp::Reserve {
+                order_id: format!("t{order}"),
+                lines,
+                expires_at_ms: 1_000_000 + expires_in_ms,
+            }
+        ),
+        (0..30u64, any::<bool>()).prop_map(|(reservation_id, confirm)| PrepareOp::Finish {
+            reservation_id,
+            confirm
+        }),
+    ];
+    let prepare = (txn.clone(), prepare_op).prop_map(|(txn, op)| InventoryCommand::TxnPrepare {
+        txn,
+        op,
+        timeout_at_ms: 2_000_000,
+    });
+    let commit = txn
+        .clone()
+        .prop_map(|txn| InventoryCommand::TxnCommit { txn });
+    let abort = txn.prop_map(|txn| InventoryCommand::TxnAbort { txn });
     if !with_counts_and_policies {
-        return prop_oneof![3 => adjust, 4 => reserve, 2 => confirm, 2 => release].boxed();
+        return prop_oneof![
+            3 => adjust,
+            4 => reserve,
+            2 => confirm,
+            2 => release,
+            2 => prepare,
+            1 => commit,
+            1 => abort
+        ]
+        .boxed();
     }
     let count = (sku(), location(), 0..40i64, prop::option::of(0..40i64)).prop_map(
         |(sku, location, on_hand, expected_on_hand)| InventoryCommand::Count {
@@ -73,8 +111,18 @@ fn command(with_counts_and_policies: bool) -> BoxedStrategy<InventoryCommand> {
                 backorder_limit,
             }
         });
-    prop_oneof![3 => adjust, 4 => reserve, 2 => confirm, 2 => release, 1 => count, 1 => policy]
-        .boxed()
+    prop_oneof![
+        3 => adjust,
+        4 => reserve,
+        2 => confirm,
+        2 => release,
+        1 => count,
+        1 => policy,
+        2 => prepare,
+        1 => commit,
+        1 => abort
+    ]
+    .boxed()
 }
 
 fn steps(with_counts_and_policies: bool) -> impl Strategy<Value = Vec<Step>> {
@@ -137,6 +185,16 @@ fn check_reserved_matches_active_lines(inventory: &Inventory) {
                 .or_default() += line.qty;
         }
     }
+    // Units held by prepared transactions count in `reserved` too.
+    for (_, hold) in inventory.holds() {
+        if let HeldOp::Reserve { lines, .. } = &hold.op {
+            for line in lines {
+                *held
+                    .entry((line.sku.clone(), line.location.clone()))
+                    .or_default() += line.qty;
+            }
+        }
+    }
     for (sku, location, item) in inventory.items() {
         let expected = held
             .get(&(sku.to_string(), location.to_string()))
@@ -165,8 +223,14 @@ proptest! {
     #[test]
     fn a_reservation_never_takes_more_than_reservable(steps in steps(true)) {
         run(&steps, |inventory, command, reply| {
-            if let (InventoryCommand::Reserve { .. }, Some(InventoryReply::Reservation(view))) = (command, reply) {
-                for line in &view.lines {
+            let lines = match (command, reply) {
+                (InventoryCommand::Reserve { .. }, Some(InventoryReply::Reservation(view))) => view.lines.clone(),
+                // A transaction's hold takes stock like a reservation does.
+                (InventoryCommand::TxnPrepare { .. }, Some(InventoryReply::Txn(piece))) => piece.lines.clone(),
+                _ => Vec::new(),
+            };
+            {
+                for line in &lines {
                     let item = inventory.item(&line.sku, &line.location).expect("a reserved item exists");
                     assert!(item.available() >= -item.backorder_limit, "oversold {}@{}: {item:?}", line.sku, line.location);
                 }

@@ -54,7 +54,9 @@ impl Harness {
             ttl_ms: 60_000,
         })? {
             InventoryReply::Reservation(view) => Ok(view.reservation_id),
-            InventoryReply::Item(_) => panic!("a reservation replies with a reservation"),
+            InventoryReply::Item(_) | InventoryReply::Txn(_) => {
+                panic!("a reservation replies with a reservation")
+            }
         }
     }
 

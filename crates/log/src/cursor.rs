@@ -1,8 +1,9 @@
 //! Sequential, buffered decoding of the records of one segment file.
 
-use crate::record::{DecodeFault, RecordView, decode};
+use crate::record::{DecodeFault, RECORD_HEADER_BYTES, RecordView, decode, encoded_len};
 use crate::segment::SEGMENT_HEADER_BYTES;
 use crate::storage::StorageFile;
+use cairn_types::limits::RECORD_PAYLOAD_BYTES_MAX;
 use std::io;
 use std::sync::Arc;
 
@@ -66,6 +67,12 @@ impl SegmentCursor {
 
     /// Ensures `needed` bytes from `pos` are buffered, or as many as the file has.
     fn fill(&mut self, needed: usize) -> io::Result<()> {
+        if self.pos > self.buf.len() {
+            // Advanced past what was read (skipping records by their length): read from there.
+            self.buf_offset += self.pos as u64;
+            self.buf.clear();
+            self.pos = 0;
+        }
         if self.buf.len() - self.pos >= needed {
             return Ok(());
         }
@@ -111,6 +118,34 @@ impl SegmentCursor {
             Ok((view, len)) => Step::Record { view, offset, len },
             Err(fault) => Step::Fault { offset, fault },
         })
+    }
+
+    /// The LSN and encoded length of the record at the cursor, read from its length and LSN
+    /// fields alone: nothing is checked but that the length is possible and the bytes are there.
+    /// For skipping records that need no check; `None` where no whole record could be.
+    pub(crate) fn peek_frame(&mut self) -> io::Result<Option<(u64, usize)>> {
+        let offset = self.offset();
+        if offset >= self.file_len {
+            return Ok(None);
+        }
+        self.fill(RECORD_HEADER_BYTES)?;
+        let head = &self.buf[self.pos..];
+        if head.len() < RECORD_HEADER_BYTES {
+            return Ok(None);
+        }
+        let mut len_bytes = [0u8; 4];
+        len_bytes.copy_from_slice(&head[0..4]);
+        let payload_len = u32::from_le_bytes(len_bytes);
+        if payload_len > RECORD_PAYLOAD_BYTES_MAX {
+            return Ok(None);
+        }
+        let mut lsn_bytes = [0u8; 8];
+        lsn_bytes.copy_from_slice(&head[8..16]);
+        let len = encoded_len(payload_len as usize);
+        if offset + len as u64 > self.file_len {
+            return Ok(None);
+        }
+        Ok(Some((u64::from_le_bytes(lsn_bytes), len)))
     }
 
     /// Reads every byte from `offset` to the end of the file (for damage analysis).

@@ -613,3 +613,114 @@ fn regression_an_empty_first_segment_left_by_a_crash_at_creation_is_removed() {
     writer.sync().expect("syncs");
     assert_eq!(range.first, cairn_types::Lsn(1));
 }
+
+#[test]
+fn from_a_snapshot_the_records_before_it_are_skipped_and_everything_from_it_on_is_checked() {
+    let start_at = |records: &[Record], placed: &Placed| ScanStart {
+        after_lsn: placed.lsn,
+        chain: records[usize::try_from(placed.lsn.0 - 1).expect("small")].chain,
+    };
+    let payload_byte = |placed: &Placed| placed.offset + RECORD_HEADER_BYTES as u64 + 3;
+
+    // A flipped payload byte before the snapshot's record: not looked at from the snapshot (a
+    // scan from zero still finds it), and the records after the snapshot replay exactly.
+    let (_tmp, dir, records) = build_log();
+    let segment = segments(&dir)[1].clone();
+    let placed = placed_records(&segment.path);
+    let snapshot = placed[placed.len() / 2];
+    let start = start_at(&records, &snapshot);
+    flip_byte(&segment.path, payload_byte(&placed[1]), 0x04);
+    let (outcome, visited) = scan_from(&dir, start).expect("damage before the snapshot is skipped");
+    let after = usize::try_from(snapshot.lsn.0).expect("small");
+    assert_eq!(&visited[..], &records[after..]);
+    assert_eq!(outcome.records_skipped, placed.len() as u64 / 2);
+    assert_eq!(outcome.last_lsn, records.last().expect("records").lsn);
+    let full = expect_corruption(scan_from(&dir, ScanStart::ZERO));
+    assert_eq!((full.lsn, full.offset), (placed[1].lsn, placed[1].offset));
+
+    // A flipped length byte before it: the skip cannot go on, and the segment is checked from
+    // its start, reporting what a full scan reports.
+    let (_tmp, dir, records) = build_log();
+    let segment = segments(&dir)[1].clone();
+    let placed = placed_records(&segment.path);
+    let snapshot = placed[placed.len() / 2];
+    flip_byte(&segment.path, placed[2].offset + 1, 0x01);
+    let from_snapshot = expect_corruption(scan_from(&dir, start_at(&records, &snapshot)));
+    assert_eq!(
+        from_snapshot,
+        expect_corruption(scan_from(&dir, ScanStart::ZERO))
+    );
+    assert_eq!(from_snapshot.lsn, placed[2].lsn);
+    assert_open_refuses_and_changes_nothing(&dir, start_at(&records, &snapshot), &from_snapshot);
+
+    // Damage to the snapshot's own record, or to any record after it in the same (old) segment,
+    // is corruption from the snapshot too.
+    for victim in [placed.len() / 2, placed.len() / 2 + 1, placed.len() - 1] {
+        let (_tmp, dir, records) = build_log();
+        let segment = segments(&dir)[1].clone();
+        let placed = placed_records(&segment.path);
+        let snapshot = placed[placed.len() / 2];
+        flip_byte(&segment.path, payload_byte(&placed[victim]), 0x10);
+        let corruption = expect_corruption(scan_from(&dir, start_at(&records, &snapshot)));
+        let expected = Corruption {
+            path: segment.path.clone(),
+            offset: placed[victim].offset,
+            lsn: placed[victim].lsn,
+            kind: CorruptionKind::BadChecksum,
+        };
+        assert_eq!(corruption, expected, "victim {victim}");
+        assert_open_refuses_and_changes_nothing(&dir, start_at(&records, &snapshot), &expected);
+    }
+
+    // A torn tail after a snapshot in the newest segment is still found and cut.
+    let (_tmp, dir, records) = build_log();
+    let newest = segments(&dir).last().expect("segments").clone();
+    let placed = placed_records(&newest.path);
+    assert!(placed.len() >= 3, "the newest segment holds a few records");
+    let snapshot = placed[placed.len() / 2];
+    let last = placed[placed.len() - 1];
+    flip_byte(&newest.path, payload_byte(&last), 0x10);
+    let (_, outcome, visited) =
+        open(&dir, start_at(&records, &snapshot)).expect("a torn tail is recoverable");
+    let torn = outcome
+        .torn_tail
+        .expect("the damaged last record is a torn tail");
+    assert_eq!(torn.offset, last.offset);
+    assert_eq!(outcome.last_lsn, Lsn(last.lsn.0 - 1));
+    let after = usize::try_from(snapshot.lsn.0).expect("small");
+    assert_eq!(&visited[..], &records[after..records.len() - 1]);
+}
+
+#[test]
+fn a_skip_across_many_read_chunks_lands_on_the_snapshot_record() {
+    // Segments larger than the scan's read buffer: the skip moves past buffered bytes.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("log");
+    let options = LogOptions {
+        segment_bytes_max: 32 * 1024 * 1024,
+    };
+    let (mut writer, _) =
+        open_log(storage(), &dir, options, ScanStart::ZERO, &mut |_| Ok(())).expect("opens");
+    let payload = vec![5u8; 3000];
+    let mut chain_at = None;
+    for batch in 0..40u64 {
+        let entries: Vec<Entry<'_>> = (0..100)
+            .map(|_| Entry {
+                timestamp_ms: 1_000,
+                record_type: 1,
+                payload: &payload,
+            })
+            .collect();
+        writer.append(&entries).expect("append");
+        if batch == 35 {
+            chain_at = Some((writer.last_lsn(), writer.last_chain()));
+        }
+    }
+    writer.sync().expect("sync");
+    drop(writer);
+    let (after_lsn, chain) = chain_at.expect("taken");
+    let (outcome, visited) = scan_from(&dir, ScanStart { after_lsn, chain }).expect("scans");
+    assert_eq!(outcome.records_skipped, after_lsn.0 - 1);
+    assert_eq!(visited.len(), 400);
+    assert_eq!(visited[0].lsn, after_lsn.next());
+}

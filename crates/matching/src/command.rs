@@ -110,6 +110,9 @@ pub enum MatchingEvent {
     MarketCreated {
         /// The symbol.
         symbol: String,
+        /// The market's sequence number of this event: 1 for `MarketCreated`, then one more for
+        /// each event of the market, with no gap (a feed consumer detects a gap by it).
+        seq: u64,
         /// Its rules, defaults resolved.
         spec: MarketSpec,
         /// Who.
@@ -120,6 +123,9 @@ pub enum MatchingEvent {
     OrderPlaced {
         /// The market.
         symbol: String,
+        /// The market's sequence number of this event: 1 for `MarketCreated`, then one more for
+        /// each event of the market, with no gap (a feed consumer detects a gap by it).
+        seq: u64,
         /// The new order's id.
         order_id: u64,
         /// Its account.
@@ -157,6 +163,9 @@ pub enum MatchingEvent {
     OrderAmended {
         /// The market.
         symbol: String,
+        /// The market's sequence number of this event: 1 for `MarketCreated`, then one more for
+        /// each event of the market, with no gap (a feed consumer detects a gap by it).
+        seq: u64,
         /// The order.
         order_id: u64,
         /// Its side.
@@ -186,6 +195,9 @@ pub enum MatchingEvent {
     OrderCancelled {
         /// The market.
         symbol: String,
+        /// The market's sequence number of this event: 1 for `MarketCreated`, then one more for
+        /// each event of the market, with no gap (a feed consumer detects a gap by it).
+        seq: u64,
         /// The order.
         order_id: u64,
         /// Its side.
@@ -208,6 +220,17 @@ impl MatchingEvent {
             | MatchingEvent::OrderPlaced { symbol, .. }
             | MatchingEvent::OrderAmended { symbol, .. }
             | MatchingEvent::OrderCancelled { symbol, .. } => symbol,
+        }
+    }
+
+    /// The market's sequence number of the event (consecutive per market from 1).
+    #[must_use]
+    pub fn seq(&self) -> u64 {
+        match self {
+            MatchingEvent::MarketCreated { seq, .. }
+            | MatchingEvent::OrderPlaced { seq, .. }
+            | MatchingEvent::OrderAmended { seq, .. }
+            | MatchingEvent::OrderCancelled { seq, .. } => *seq,
         }
     }
 

@@ -292,6 +292,7 @@ impl Matching {
                 spec.trades_max = self.limits.trades_per_market_max as u64;
                 let event = MatchingEvent::MarketCreated {
                     symbol: symbol.clone(),
+                    seq: 1,
                     spec,
                     actor: actor.clone(),
                 };
@@ -403,6 +404,7 @@ impl Matching {
         };
         let event = MatchingEvent::OrderPlaced {
             symbol: order.symbol.to_string(),
+            seq: market.seq + 1,
             order_id,
             account: order.account.to_string(),
             side: order.side,
@@ -471,6 +473,7 @@ impl Matching {
         let slot = market.book.slot(index);
         let event = MatchingEvent::OrderCancelled {
             symbol: symbol.to_string(),
+            seq: market.seq + 1,
             order_id,
             side: slot.side,
             price: slot.price,
@@ -564,6 +567,7 @@ impl Matching {
         };
         let event = MatchingEvent::OrderAmended {
             symbol: symbol.to_string(),
+            seq: market.seq + 1,
             order_id,
             side: slot.side,
             old_price: slot.price,

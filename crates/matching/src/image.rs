@@ -20,7 +20,7 @@ use crate::{CLOSED_ORDERS_PER_MARKET_MAX, MARKETS_MAX, TRADES_PER_MARKET_MAX, va
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Version of the image layout.
-pub const IMAGE_FORMAT: u32 = 1;
+pub const IMAGE_FORMAT: u32 = 2;
 
 /// The whole state in canonical form.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +54,8 @@ pub struct MarketImage {
     pub next_order_id: u64,
     /// The id the next trade gets.
     pub next_trade_id: u64,
+    /// The sequence number of the market's last event.
+    pub seq: u64,
 }
 
 /// One order in canonical form.
@@ -198,6 +200,7 @@ fn market_image(symbol: &str, market: &Market) -> MarketImage {
         trades: market.trades.iter().copied().collect(),
         next_order_id: market.next_order_id,
         next_trade_id: market.next_trade_id,
+        seq: market.seq,
     }
 }
 
@@ -311,7 +314,7 @@ fn slot_of(order: &OrderImage, account: u32) -> Slot {
 fn restore_market(image: &MarketImage) -> Result<Market, String> {
     validate::identifier("symbol", &image.symbol)?;
     check_spec(&image.spec)?;
-    if image.next_order_id == 0 || image.next_trade_id == 0 {
+    if image.next_order_id == 0 || image.next_trade_id == 0 || image.seq == 0 {
         return Err("counters start at 1".into());
     }
     let mut seen = std::collections::BTreeSet::new();
@@ -324,6 +327,7 @@ fn restore_market(image: &MarketImage) -> Result<Market, String> {
     let mut market = Market::new(image.spec, image.created_at_ms);
     market.next_order_id = image.next_order_id;
     market.next_trade_id = image.next_trade_id;
+    market.seq = image.seq;
     let mut interned: Vec<u32> = vec![NIL; image.accounts.len()];
     let retained = image.bids.len() + image.asks.len() + image.closed.len();
     market.book.slots.reserve_exact(retained);

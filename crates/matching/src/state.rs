@@ -98,6 +98,9 @@ pub struct MarketView {
     pub next_order_id: u64,
     /// The id the next trade gets.
     pub next_trade_id: u64,
+    /// The sequence number of the market's last event (the market's feed events carry
+    /// consecutive `seq` from 1; a view reflects every event up to this one).
+    pub seq: u64,
     /// Open orders.
     pub open_orders: u64,
     /// Bid levels.
@@ -152,6 +155,13 @@ impl Matching {
                 None => debug_assert!(false, "an order event names a known market"),
             },
         }
+    }
+
+    /// The sequence number of a market's last event (what [`MarketView::seq`] says, without
+    /// building the view).
+    #[must_use]
+    pub fn market_seq(&self, symbol: &str) -> Option<u64> {
+        self.markets.get(symbol).map(|market| market.seq)
     }
 
     /// A market's rules and counters.
@@ -362,6 +372,7 @@ fn market_view(symbol: &str, market: &Market) -> MarketView {
         created_at_ms: market.created_at_ms,
         next_order_id: market.next_order_id,
         next_trade_id: market.next_trade_id,
+        seq: market.seq,
         open_orders: market.book.open_count as u64,
         bid_levels: market.book.bids.len() as u64,
         ask_levels: market.book.asks.len() as u64,

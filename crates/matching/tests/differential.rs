@@ -157,6 +157,8 @@ fn same_refusal(fast: &MatchingError, reference: &MatchingError) -> bool {
 struct FeedBook {
     levels: BTreeMap<(String, Side, i64), i64>,
     trades: BTreeMap<String, u64>,
+    /// The last `seq` seen per market.
+    seqs: BTreeMap<String, u64>,
 }
 
 impl FeedBook {
@@ -193,6 +195,9 @@ impl FeedBook {
     }
 
     fn apply(&mut self, event: &MatchingEvent) {
+        let last = self.seqs.entry(event.symbol().to_string()).or_default();
+        assert_eq!(event.seq(), *last + 1, "seq is consecutive per market");
+        *last = event.seq();
         match event {
             MatchingEvent::MarketCreated { .. } => {}
             MatchingEvent::OrderPlaced {
@@ -253,6 +258,11 @@ fn compare(fast: &Matching, reference: &ReferenceBook, feed: &FeedBook) {
         let depth = fast.depth(symbol, 1_000);
         assert_eq!(depth, reference.depth(symbol, 1_000), "depth of {symbol}");
         let Some(depth) = depth else { continue };
+        assert_eq!(
+            fast.market(symbol).map(|m| m.seq),
+            feed.seqs.get(symbol).copied(),
+            "the market's seq is its last event's"
+        );
         let levels = |levels: &[cairn_matching::LevelView]| -> Vec<(i64, i64)> {
             levels.iter().map(|l| (l.price, l.qty)).collect()
         };

@@ -414,6 +414,39 @@ fn render(shard: ShardId, event: &CairnEvent) -> (Domain, &'static str, Option<&
             let (kind, fields) = render_tagged(event);
             (Domain::Publishing, kind, None, fields)
         }
+        // A coordinator's transaction steps belong to the inventory they change.
+        CairnEvent::Txn(event) => {
+            let (kind, fields) = render_txn(shard, event);
+            (Domain::Inventory, kind, None, fields)
+        }
+    }
+}
+
+fn render_txn(shard: ShardId, event: &cairn_engine::txn::TxnEvent) -> (&'static str, Value) {
+    use cairn_engine::txn::TxnEvent;
+    let txn = |number: u64| {
+        cairn_types::TxnId {
+            coordinator: shard,
+            number,
+        }
+        .to_string()
+    };
+    match event {
+        TxnEvent::Begun { number, record } => (
+            "txn_begun",
+            json!({"txn": txn(*number), "participants": record.participants,
+                "deadline_ms": record.deadline_ms, "actor": record.actor}),
+        ),
+        TxnEvent::Decided {
+            number,
+            commit,
+            pieces,
+            ..
+        } => (
+            "txn_decided",
+            json!({"txn": txn(*number), "commit": commit,
+                "parts": pieces.iter().map(|p| public_reservation_id(p.shard, p.reservation_id)).collect::<Vec<_>>()}),
+        ),
     }
 }
 
@@ -618,6 +651,25 @@ fn render_inventory(shard: ShardId, event: &InventoryEvent) -> (&'static str, Va
             "expired",
             json!({"reservation_id": public_reservation_id(shard, *reservation_id)}),
         ),
+        // Phase one holds stock (it counts in `reserved` at once); phase two makes it final or
+        // gives it back.
+        InventoryEvent::TxnPrepared { txn, hold, actor } => {
+            let lines = match &hold.op {
+                cairn_inventory::HeldOp::Reserve { lines, .. } => lines.clone(),
+                cairn_inventory::HeldOp::Finish { .. } => Vec::new(),
+            };
+            (
+                "txn_prepared",
+                json!({"txn": txn.to_string(),
+                    "reservation_id": public_reservation_id(shard, hold.reservation_id()),
+                    "lines": lines, "actor": actor.name, "request_id": actor.request_id}),
+            )
+        }
+        InventoryEvent::TxnCommitted { txn, actor } => (
+            "txn_committed",
+            json!({"txn": txn.to_string(), "actor": actor.name, "request_id": actor.request_id}),
+        ),
+        InventoryEvent::TxnAborted { txn } => ("txn_aborted", json!({"txn": txn.to_string()})),
     }
 }
 

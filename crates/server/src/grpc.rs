@@ -51,10 +51,10 @@ pub const STREAMS_PER_CONNECTION_MAX: u32 = 1024;
 /// request's `Error` always carries them in full.
 pub const ERROR_DETAILS_METADATA_BYTES_MAX: usize = 8 * 1024;
 
-/// Serves gRPC (inventory and matching, see [`crate::grpc_matching::services`]) on `listener`
-/// until `shutdown` completes, then ends the open `Pipeline` and `OrderStream` streams
-/// (each after answering what it has in flight), stops accepting, lets calls in progress finish
-/// and returns. The caller shuts the engine down after.
+/// Serves gRPC (inventory, matching and publishing, see [`crate::grpc_publishing::services`]) on
+/// `listener` until `shutdown` completes, then ends the open `Pipeline` and `OrderStream` streams
+/// (each after answering what it has in flight) and `WatchReleases` streams, stops accepting,
+/// lets calls in progress finish and returns. The caller shuts the engine down after.
 ///
 /// # Errors
 /// Transport errors of the listener.
@@ -71,7 +71,7 @@ pub async fn run_grpc(
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
-        .serve_with_incoming_shutdown(crate::grpc_matching::services(app), incoming, shutdown)
+        .serve_with_incoming_shutdown(crate::grpc_publishing::services(app), incoming, shutdown)
         .await
         .map_err(std::io::Error::other)
 }

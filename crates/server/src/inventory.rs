@@ -3,20 +3,22 @@
 use crate::App;
 use crate::body::JsonBody;
 use crate::error::{ApiError, bad};
-use crate::session::{Caller, outcome_error, request_key, submit};
+use crate::session::{Caller, claimed, outcome_error, request_key, submit};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use cairn_engine::RequestKey;
-use cairn_engine::cairn::{Cairn, CairnCommand, CairnReply};
+use cairn_engine::cairn::{Cairn, CairnCommand, CairnError, CairnReply};
+use cairn_engine::txn::{TxnKind, TxnState};
+use cairn_engine::{EngineError, RequestKey};
 use cairn_inventory::{
     Actor, HistoryEntry, InventoryCommand, InventoryReply, ItemView, LineRequest,
-    RESERVATION_TTL_MS_DEFAULT, ReservationView, validate,
+    RESERVATION_TTL_MS_DEFAULT, ReservationState, ReservationView, validate,
 };
-use cairn_types::{ErrorCode, ShardId, shard_for_key};
+use cairn_types::{ErrorCode, ShardId, TxnId, shard_for_key};
+use futures_util::TryFutureExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -111,12 +113,18 @@ pub(crate) struct ReservationOutcome {
     pub(crate) view: ReservationView,
     /// The log position of the write's last event.
     pub(crate) lsn: Option<u64>,
+    /// The transaction that made it, for a reservation across shards (`shard` is then its
+    /// coordinator, and `view` the parts put together).
+    pub(crate) txn: Option<TxnId>,
 }
 
 impl ReservationOutcome {
-    /// Its public id.
+    /// Its public id: `"{shard}-{number}"`, or `"{coordinator}-t{number}"` across shards.
     pub(crate) fn public_id(&self) -> String {
-        public_id(self.shard, self.view.reservation_id)
+        match self.txn {
+            Some(txn) => txn.to_string(),
+            None => public_id(self.shard, self.view.reservation_id),
+        }
     }
 }
 
@@ -155,9 +163,10 @@ async fn item_command(
             lsn: committed.lsn.0,
             item,
         }),
-        CairnReply::Inventory(InventoryReply::Reservation(_))
+        CairnReply::Inventory(InventoryReply::Reservation(_) | InventoryReply::Txn(_))
         | CairnReply::Matching(_)
-        | CairnReply::Publishing(_) => Err(ApiError::internal(
+        | CairnReply::Publishing(_)
+        | CairnReply::Txn(_) => Err(ApiError::internal(
             "an item command replied with something else",
         )),
     }
@@ -239,15 +248,206 @@ pub(crate) fn public_id(shard: ShardId, reservation_id: u64) -> String {
     format!("{}-{reservation_id}", shard.0)
 }
 
-fn parse_id(app: &App, id: &str) -> Result<(ShardId, u64), ApiError> {
+/// What a public reservation id names.
+enum Target {
+    /// A reservation on one shard: `"{shard}-{number}"`.
+    Local(ShardId, u64),
+    /// A reservation across shards, by the transaction that made it: `"{coordinator}-t{number}"`.
+    Txn(TxnId),
+}
+
+fn parse_id(app: &App, id: &str) -> Result<Target, ApiError> {
     let not_found = || ApiError::new(ErrorCode::NotFound, format!("reservation {id} not found"));
     let (shard, number) = id.split_once('-').ok_or_else(not_found)?;
     let shard: u16 = shard.parse().map_err(|_| not_found())?;
-    let number: u64 = number.parse().map_err(|_| not_found())?;
     if shard >= app.engine.shard_count() {
         return Err(not_found());
     }
-    Ok((ShardId(shard), number))
+    let shard = ShardId(shard);
+    match number.strip_prefix('t') {
+        Some(number) => {
+            let number: u64 = number.parse().map_err(|_| not_found())?;
+            Ok(Target::Txn(TxnId {
+                coordinator: shard,
+                number,
+            }))
+        }
+        None => {
+            let number: u64 = number.parse().map_err(|_| not_found())?;
+            Ok(Target::Local(shard, number))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reservations across shards: two-phase commit run by the engine (`cairn_engine::txn_run`).
+
+/// How often the transaction resolver looks for undecided transactions and waiting holds.
+const RESOLVE_INTERVAL_MS: u64 = 250;
+
+/// Starts the task that finishes transactions whose orchestrator is gone (a crash, a deadline):
+/// its first pass runs at once, so that holds left by an earlier process are resolved right
+/// after a restart. It ends when the server closes.
+pub(crate) fn spawn_txn_resolver(app: &App) {
+    if app.engine.shard_count() < 2 {
+        return;
+    }
+    let app = app.clone();
+    tokio::spawn(async move {
+        let closing = app.closing.closed();
+        tokio::pin!(closing);
+        loop {
+            match app.engine.resolve_txns().await {
+                Ok(report) if report != cairn_engine::txn_run::ResolveReport::default() => {
+                    tracing::info!(?report, "transactions resolved");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(?error, "transaction resolver pass failed"),
+            }
+            tokio::select! {
+                () = &mut closing => return,
+                () = tokio::time::sleep(std::time::Duration::from_millis(RESOLVE_INTERVAL_MS)) => {}
+            }
+        }
+    });
+}
+
+/// Reserves lines that live on several shards, all or nothing.
+async fn reserve_across(
+    app: &App,
+    caller: &Caller,
+    key: RequestKey,
+    body: &ReserveBody,
+    lines: Vec<LineRequest>,
+    ttl_ms: u64,
+) -> Result<ReservationOutcome, ApiError> {
+    let mut by_shard: std::collections::BTreeMap<ShardId, Vec<LineRequest>> =
+        std::collections::BTreeMap::new();
+    for line in lines {
+        by_shard
+            .entry(item_shard(app, &line.sku))
+            .or_default()
+            .push(line);
+    }
+    // The order's shard coordinates: a retry of the same request finds the same coordinator.
+    let coordinator = shard_for_key(body.order_id.as_bytes(), app.engine.shard_count());
+    let request_id = key.id.clone();
+    let outcome = claimed(
+        app,
+        coordinator,
+        &request_id,
+        app.engine.reserve_across(
+            coordinator,
+            key,
+            &caller.name,
+            &body.order_id,
+            by_shard.into_iter().collect(),
+            ttl_ms,
+        ),
+    )
+    .await?;
+    txn_reservation(app, outcome.txn, Some(outcome.lsn.0)).await
+}
+
+/// Confirms or releases a reservation across shards, on every shard at once.
+async fn finish_across(
+    app: &App,
+    caller: &Caller,
+    key: RequestKey,
+    txn: TxnId,
+    confirm: bool,
+) -> Result<ReservationOutcome, ApiError> {
+    let request_id = key.id.clone();
+    let outcome = claimed(
+        app,
+        txn.coordinator,
+        &request_id,
+        app.engine
+            .finish_across(txn, key, &caller.name, confirm)
+            .map_err(|error| match error {
+                // The coordinator knows no such reservation.
+                EngineError::Refused(CairnError::Txn(_)) => EngineError::Refused(
+                    CairnError::Inventory(cairn_inventory::InventoryError::ReservationNotFound {
+                        reservation_id: txn.number,
+                    }),
+                ),
+                other => other,
+            }),
+    )
+    .await?;
+    txn_reservation(app, txn, Some(outcome.lsn.0)).await
+}
+
+/// A reservation across shards, put together from its parts.
+async fn txn_reservation(
+    app: &App,
+    txn: TxnId,
+    lsn: Option<u64>,
+) -> Result<ReservationOutcome, ApiError> {
+    let not_found = || ApiError::new(ErrorCode::NotFound, format!("reservation {txn} not found"));
+    let number = txn.number;
+    let record = app
+        .engine
+        .read_from(txn.coordinator, move |state: &Cairn, _| {
+            state.txns.get(number).cloned()
+        })
+        .await?
+        .ok_or_else(not_found)?;
+    let (
+        TxnKind::Reserve {
+            order_id,
+            expires_at_ms,
+            ..
+        },
+        TxnState::Committed,
+    ) = (&record.kind, record.state)
+    else {
+        return Err(not_found());
+    };
+    let mut lines = Vec::new();
+    let mut states = Vec::with_capacity(record.pieces.len());
+    for piece in &record.pieces {
+        let reservation_id = piece.reservation_id;
+        let part = app
+            .engine
+            .read_from(piece.shard, move |state: &Cairn, _| {
+                state.inventory.reservation_view(reservation_id)
+            })
+            .await?;
+        // A part forgotten after its retention counts as finished like the others.
+        if let Some(part) = part {
+            states.push(part.state);
+        }
+        lines.extend(piece.lines.iter().cloned());
+    }
+    Ok(ReservationOutcome {
+        shard: txn.coordinator,
+        view: ReservationView {
+            reservation_id: txn.number,
+            order_id: order_id.clone(),
+            state: combined_state(&states),
+            expires_at_ms: *expires_at_ms,
+            lines,
+        },
+        lsn,
+        txn: Some(txn),
+    })
+}
+
+/// The state of a reservation across shards from its parts': they end together, except that
+/// each part expires by its own shard's timer, so for a moment some may be expired while others
+/// are still active.
+fn combined_state(states: &[ReservationState]) -> ReservationState {
+    let any = |wanted: ReservationState| states.contains(&wanted);
+    if any(ReservationState::Confirmed) {
+        ReservationState::Confirmed
+    } else if any(ReservationState::Released) {
+        ReservationState::Released
+    } else if any(ReservationState::Expired) || states.is_empty() {
+        ReservationState::Expired
+    } else {
+        ReservationState::Active
+    }
 }
 
 fn reservation_json(outcome: &ReservationOutcome) -> serde_json::Value {
@@ -292,11 +492,7 @@ pub(crate) async fn reserve_op(
     }
     let shard = item_shard(app, &lines[0].sku);
     if lines.iter().any(|line| item_shard(app, &line.sku) != shard) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidArgument,
-            "the lines' SKUs live on different shards; multi-shard reservations (two-phase commit) are not in this build",
-        )
-        .with_code("cross_shard_unsupported"));
+        return reserve_across(app, caller, key, &body, lines, ttl_ms).await;
     }
     let command = InventoryCommand::Reserve {
         order_id: body.order_id.clone(),
@@ -315,6 +511,7 @@ pub(crate) async fn reserve_op(
         shard,
         view,
         lsn: Some(committed.lsn.0),
+        txn: None,
     })
 }
 
@@ -329,7 +526,10 @@ pub(crate) async fn finish_op(
     caller.require_client()?;
     let operation = if confirm { "confirm" } else { "release" };
     let key = request_key(&body.request_id, &format!("{operation}:{id}"), body)?;
-    let (shard, reservation_id) = parse_id(app, id)?;
+    let (shard, reservation_id) = match parse_id(app, id)? {
+        Target::Local(shard, reservation_id) => (shard, reservation_id),
+        Target::Txn(txn) => return finish_across(app, caller, key, txn, confirm).await,
+    };
     let command = if confirm {
         InventoryCommand::Confirm { reservation_id }
     } else {
@@ -349,6 +549,7 @@ pub(crate) async fn finish_op(
         shard,
         view,
         lsn: Some(committed.lsn.0),
+        txn: None,
     })
 }
 
@@ -359,7 +560,10 @@ pub(crate) async fn reservation_op(
     id: &str,
 ) -> Result<ReservationOutcome, ApiError> {
     caller.require_viewer()?;
-    let (shard, reservation_id) = parse_id(app, id)?;
+    let (shard, reservation_id) = match parse_id(app, id)? {
+        Target::Local(shard, reservation_id) => (shard, reservation_id),
+        Target::Txn(txn) => return txn_reservation(app, txn, None).await,
+    };
     let found = crate::session::read(app, shard, move |state: &Cairn, _| {
         state.inventory.reservation_view(reservation_id)
     })
@@ -370,6 +574,7 @@ pub(crate) async fn reservation_op(
         shard,
         view,
         lsn: None,
+        txn: None,
     })
 }
 

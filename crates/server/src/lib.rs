@@ -11,6 +11,7 @@ pub mod error;
 mod feed;
 pub mod grpc;
 pub mod grpc_matching;
+pub mod grpc_publishing;
 pub mod http_metrics;
 mod inventory;
 mod matching;
@@ -103,6 +104,7 @@ pub async fn run(
         closing.close();
     };
     publishing::spawn_follower(&app);
+    inventory::spawn_txn_resolver(&app);
     let router = routes::router(app);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)

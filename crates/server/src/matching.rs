@@ -423,11 +423,14 @@ pub(crate) async fn book_op(
     }
     let lookup = symbol.to_string();
     let found = read(app, market_shard(app, symbol), move |state: &Cairn, lsn| {
-        state.matching.depth(&lookup, depth).map(|d| (d, lsn))
+        let seq = state.matching.market_seq(&lookup)?;
+        state.matching.depth(&lookup, depth).map(|d| (d, seq, lsn))
     })
     .await?;
-    let (depth, lsn) = found.ok_or_else(|| market_not_found(symbol))?;
-    Ok(json!({"symbol": symbol, "bids": depth.bids, "asks": depth.asks, "lsn": lsn.0}))
+    let (depth, seq, lsn) = found.ok_or_else(|| market_not_found(symbol))?;
+    // `seq` is the market's last event in this depth: a consumer applies feed events of the
+    // market with a larger `seq` on top of it.
+    Ok(json!({"symbol": symbol, "bids": depth.bids, "asks": depth.asks, "seq": seq, "lsn": lsn.0}))
 }
 
 /// Trades after a trade id, in execution order (viewer).

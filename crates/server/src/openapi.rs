@@ -138,6 +138,8 @@ pub struct MarketDoc {
     created_at_ms: u64,
     next_order_id: u64,
     next_trade_id: u64,
+    /// The `seq` of the market's last event (feed events of the market carry consecutive `seq`).
+    seq: u64,
     open_orders: u64,
     bid_levels: u64,
     ask_levels: u64,
@@ -225,6 +227,9 @@ pub struct BookDoc {
     symbol: String,
     bids: Vec<LevelDoc>,
     asks: Vec<LevelDoc>,
+    /// The `seq` of the market's last event included: apply this market's feed events with a
+    /// larger `seq` to keep the book current (a gap in `seq` means take the book again).
+    seq: u64,
     /// Apply feed events of this market's shard after this LSN to keep the book current.
     lsn: u64,
 }

@@ -36,8 +36,8 @@ use cairn_engine::core::EnvelopeOf;
 use cairn_engine::envelope::{self, RECORD_TYPE_REFUSAL};
 use cairn_log::Record;
 use cairn_publishing::{
-    Actor, Change, GrayRule, GuardrailsSpec, JsonText, PublishingCommand, PublishingReply,
-    ReadContext, View, validate,
+    Actor, Change, DraftDiff, DraftInfo, GrayRule, GuardrailsSpec, JsonText, PublishingCommand,
+    PublishingReply, ReadContext, ReleaseInfo, Served, View, validate,
 };
 use cairn_types::{ErrorCode, Lsn, ShardId};
 use serde::{Deserialize, Serialize};
@@ -287,18 +287,18 @@ pub(crate) struct KeyQuery {
 #[derive(Deserialize, utoipa::IntoParams)]
 pub(crate) struct DiffQuery {
     /// Page after this dataset (with `after_key`).
-    after_dataset: Option<String>,
-    after_key: Option<String>,
+    pub(crate) after_dataset: Option<String>,
+    pub(crate) after_key: Option<String>,
     /// At most this many changes (default 100, at most 1000).
-    limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub(crate) struct ReleasesQuery {
     /// Only releases with a larger id.
-    after_release_id: Option<u64>,
+    pub(crate) after_release_id: Option<u64>,
     /// At most this many (default 1000, at most 10000).
-    limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -476,17 +476,26 @@ pub(crate) async fn append_to_draft_op(
     }
 }
 
-/// A draft's summary (viewer).
-pub(crate) async fn draft_op(app: &App, caller: &Caller, draft_id: u64) -> Result<Value, ApiError> {
+/// A draft's summary and the LSN it was read at (viewer).
+pub(crate) async fn draft_read_op(
+    app: &App,
+    caller: &Caller,
+    draft_id: u64,
+) -> Result<(DraftInfo, u64), ApiError> {
     caller.require_viewer()?;
     let found = read(app, PUBLISHING_SHARD, move |state: &Cairn, lsn| {
         state.publishing.draft(draft_id).map(|d| (d, lsn.0))
     })
     .await?;
-    let (draft, lsn) = found.ok_or_else(|| {
+    found.ok_or_else(|| {
         ApiError::new(ErrorCode::NotFound, format!("draft {draft_id} not found"))
             .with_details(json!({"draft_id": draft_id}))
-    })?;
+    })
+}
+
+/// A draft's summary (viewer).
+pub(crate) async fn draft_op(app: &App, caller: &Caller, draft_id: u64) -> Result<Value, ApiError> {
+    let (draft, lsn) = draft_read_op(app, caller, draft_id).await?;
     Ok(json!({
         "draft_id": draft.draft_id,
         "note": draft.note,
@@ -499,14 +508,14 @@ pub(crate) async fn draft_op(app: &App, caller: &Caller, draft_id: u64) -> Resul
     }))
 }
 
-/// A page of a draft's diff against what is live, and the violations of the whole draft
-/// (viewer).
-pub(crate) async fn draft_diff_op(
+/// A page of a draft's diff against what is live, the violations of the whole draft, and the
+/// LSN it was read at (viewer).
+pub(crate) async fn draft_diff_read_op(
     app: &App,
     caller: &Caller,
     draft_id: u64,
     query: DiffQuery,
-) -> Result<Value, ApiError> {
+) -> Result<(DraftDiff, u64), ApiError> {
     caller.require_viewer()?;
     let limit = query.limit.unwrap_or(DIFF_LIMIT_DEFAULT);
     if limit == 0 || limit > DIFF_LIMIT_MAX {
@@ -527,11 +536,22 @@ pub(crate) async fn draft_diff_op(
             .map(|diff| (diff, lsn.0))
     })
     .await?;
-    let (diff, lsn) = diff.map_err(|refusal| {
+    diff.map_err(|refusal| {
         crate::session::outcome_error(cairn_engine::EngineError::Refused(
             cairn_engine::cairn::CairnError::Publishing(refusal),
         ))
-    })?;
+    })
+}
+
+/// A page of a draft's diff against what is live, and the violations of the whole draft
+/// (viewer).
+pub(crate) async fn draft_diff_op(
+    app: &App,
+    caller: &Caller,
+    draft_id: u64,
+    query: DiffQuery,
+) -> Result<Value, ApiError> {
+    let (diff, lsn) = draft_diff_read_op(app, caller, draft_id, query).await?;
     let changes = diff
         .changes
         .iter()
@@ -647,12 +667,12 @@ pub(crate) async fn rollback_op(
     release_reply(&reply, lsn)
 }
 
-/// Releases, oldest first (viewer).
-pub(crate) async fn releases_op(
+/// Releases, oldest first, and the LSN they were read at (viewer).
+pub(crate) async fn releases_read_op(
     app: &App,
     caller: &Caller,
     query: ReleasesQuery,
-) -> Result<Value, ApiError> {
+) -> Result<(Vec<ReleaseInfo>, u64), ApiError> {
     caller.require_viewer()?;
     let limit = query.limit.unwrap_or(RELEASES_LIMIT_DEFAULT);
     if limit == 0 || limit > RELEASES_LIMIT_MAX {
@@ -661,10 +681,19 @@ pub(crate) async fn releases_op(
         )));
     }
     let after = query.after_release_id;
-    let (releases, lsn) = read(app, PUBLISHING_SHARD, move |state: &Cairn, lsn| {
+    read(app, PUBLISHING_SHARD, move |state: &Cairn, lsn| {
         (state.publishing.releases(after, limit), lsn.0)
     })
-    .await?;
+    .await
+}
+
+/// Releases, oldest first (viewer).
+pub(crate) async fn releases_op(
+    app: &App,
+    caller: &Caller,
+    query: ReleasesQuery,
+) -> Result<Value, ApiError> {
+    let (releases, lsn) = releases_read_op(app, caller, query).await?;
     let releases: Vec<Value> = releases
         .into_iter()
         .map(|release| {
@@ -743,30 +772,31 @@ fn etag_matches(headers: &HeaderMap, tag: &str) -> bool {
         .any(|v| v == tag || v == "*")
 }
 
-/// One key as a reader with the query's context is served it (viewer); 304 when it matches
-/// `If-None-Match`.
-pub(crate) async fn key_op(
+/// A key's value as served: the raw JSON text, the release that served it and the view's LSN.
+pub(crate) struct KeyRead {
+    pub(crate) value: JsonText,
+    pub(crate) release_id: Option<u64>,
+    pub(crate) lsn: u64,
+}
+
+/// One key as a reader with `context` is served it (viewer); 404 for an unknown dataset or a key
+/// not in the served release.
+pub(crate) async fn key_value_op(
     app: &App,
     caller: &Caller,
     dataset: &str,
     key: &str,
-    query: KeyQuery,
-    headers: &HeaderMap,
-) -> Result<Response, ApiError> {
+    reader: ContextBody,
+) -> Result<KeyRead, ApiError> {
     caller.require_viewer()?;
     identifier("dataset", dataset)?;
     identifier("key", key)?;
-    let segments = query
-        .segments
-        .as_deref()
-        .map(|s| {
-            s.split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    let context = context(query.user_id, query.channel, query.region, segments)?;
+    let context = context(
+        reader.user_id,
+        reader.channel,
+        reader.region,
+        reader.segments,
+    )?;
     let served_view = current_view(app).await?;
     let (view, lsn) = (&served_view.0, served_view.1);
     let served = view
@@ -779,29 +809,72 @@ pub(crate) async fn key_op(
         )
         .with_details(json!({"dataset": dataset, "key": key, "release_id": served.release_id})));
     };
-    let tag = etag(served.release_id, lsn);
+    Ok(KeyRead {
+        value,
+        release_id: served.release_id,
+        lsn,
+    })
+}
+
+/// One key as a reader with the query's context is served it (viewer); 304 when it matches
+/// `If-None-Match`.
+pub(crate) async fn key_op(
+    app: &App,
+    caller: &Caller,
+    dataset: &str,
+    key: &str,
+    query: KeyQuery,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let segments = query
+        .segments
+        .as_deref()
+        .map(|s| {
+            s.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let reader = ContextBody {
+        user_id: query.user_id,
+        channel: query.channel,
+        region: query.region,
+        segments,
+    };
+    let read = key_value_op(app, caller, dataset, key, reader).await?;
+    let tag = etag(read.release_id, read.lsn);
     let tag_header = HeaderValue::from_str(&tag).map_err(|e| ApiError::internal(e.to_string()))?;
     if etag_matches(headers, &tag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag_header)]).into_response());
     }
-    let release = served
+    let release = read
         .release_id
         .map_or_else(|| "null".to_string(), |id| id.to_string());
     let body = format!(
-        "{{\"value\":{},\"release_id\":{release},\"lsn\":{lsn}}}",
-        value.as_str()
+        "{{\"value\":{},\"release_id\":{release},\"lsn\":{}}}",
+        read.value.as_str(),
+        read.lsn
     );
     let mut response = json_response(StatusCode::OK, body);
     response.headers_mut().insert(header::ETAG, tag_header);
     Ok(response)
 }
 
+/// Keys read from one view, in the order asked, and the view's LSN.
+pub(crate) struct BatchRead {
+    /// Each key with what it was served: a key of an unknown dataset is served no value and no
+    /// release, as a missing key is.
+    pub(crate) values: Vec<(ReadKeyBody, Served)>,
+    pub(crate) lsn: u64,
+}
+
 /// Many keys from one view (every role).
-pub(crate) async fn reads_op(
+pub(crate) async fn read_values_op(
     app: &App,
     caller: &Caller,
     body: ReadsBody,
-) -> Result<Response, ApiError> {
+) -> Result<BatchRead, ApiError> {
     caller.require_viewer()?;
     if body.keys.len() > cairn_publishing::READ_KEYS_MAX {
         return Err(bad(format!(
@@ -826,10 +899,33 @@ pub(crate) async fn reads_op(
             .map(|k| (k.dataset.as_str(), k.key.as_str())),
         &context,
     );
-    let mut out = String::with_capacity(64 + body.keys.len() * 64);
+    // API.md: "a missing key has `value: null`" — a key of a dataset that does not exist is
+    // missing too, so one unknown name does not fail the whole batch.
+    let values = body
+        .keys
+        .into_iter()
+        .zip(served)
+        .map(|(key, served)| {
+            let served = served.unwrap_or(Served {
+                value: None,
+                release_id: None,
+            });
+            (key, served)
+        })
+        .collect();
+    Ok(BatchRead { values, lsn })
+}
+
+/// Many keys from one view (every role), as JSON.
+pub(crate) async fn reads_op(
+    app: &App,
+    caller: &Caller,
+    body: ReadsBody,
+) -> Result<Response, ApiError> {
+    let read = read_values_op(app, caller, body).await?;
+    let mut out = String::with_capacity(64 + read.values.len() * 64);
     out.push_str("{\"values\":[");
-    for (index, (key, served)) in body.keys.iter().zip(served).enumerate() {
-        let served = served.ok_or_else(|| dataset_not_found(&key.dataset))?;
+    for (index, (key, served)) in read.values.iter().enumerate() {
         if index > 0 {
             out.push(',');
         }
@@ -844,7 +940,7 @@ pub(crate) async fn reads_op(
             quoted(&key.key),
         );
     }
-    let _ = write!(out, "],\"lsn\":{lsn}}}");
+    let _ = write!(out, "],\"lsn\":{}}}", read.lsn);
     Ok(json_response(StatusCode::OK, out))
 }
 
@@ -964,7 +1060,7 @@ pub(crate) async fn get_key(
     key_op(&app, &caller, &name, &key, query, &headers).await
 }
 
-#[utoipa::path(post, path = "/v1/reads", tag = "publishing", request_body = ReadsBody, responses((status = 200, description = "every value from one consistent view; a missing key has value null", body = crate::openapi::ReadsDoc), (status = 400, description = "invalid input", body = crate::openapi::ErrorDoc), (status = 404, description = "unknown dataset", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/reads", tag = "publishing", request_body = ReadsBody, responses((status = 200, description = "every value from one consistent view; a missing key, or a key of an unknown dataset, has value null and release_id null", body = crate::openapi::ReadsDoc), (status = 400, description = "invalid input", body = crate::openapi::ErrorDoc)), security(("bearer" = [])))]
 pub(crate) async fn batch_read(
     State(app): State<App>,
     caller: Caller,

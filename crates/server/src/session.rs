@@ -205,6 +205,36 @@ pub async fn submit(
     outcome.map_err(outcome_error)
 }
 
+/// Runs `work` (which submits `request_id`'s command to `shard`, or a transaction coordinated
+/// there) under a claim of the id for that shard, as [`submit`] does for one command.
+///
+/// # Errors
+/// The id belongs to another shard (`request_id_reused`), or `work`'s error.
+pub(crate) async fn claimed<T>(
+    app: &App,
+    shard: ShardId,
+    request_id: &str,
+    work: impl Future<Output = Result<T, EngineError<CairnError>>>,
+) -> Result<T, ApiError> {
+    if let Err(elsewhere) = app.engine.claim_request(request_id, shard) {
+        return Err(outcome_error(EngineError::RequestIdReused)
+            .with_details(json!({"shard": elsewhere.0.0})));
+    }
+    let mut claim = Claim {
+        app,
+        request_id: request_id.to_string(),
+        decided: true,
+    };
+    let outcome = work.await;
+    claim.decided = match &outcome {
+        Ok(_) | Err(EngineError::RequestIdReused) => true,
+        Err(EngineError::Refused(error)) => !<Cairn as StateMachine>::is_bad_input(error),
+        Err(_) => false,
+    };
+    drop(claim);
+    outcome.map_err(outcome_error)
+}
+
 /// A claimed request id, settled when dropped (also when the caller goes away mid-request: the
 /// shard may still decide it, so an abandoned claim counts as decided).
 struct Claim<'a> {
@@ -243,6 +273,11 @@ pub fn outcome_error(error: EngineError<CairnError>) -> ApiError {
     match error {
         EngineError::Refused(CairnError::Inventory(refusal)) => inventory_error(&refusal),
         EngineError::Refused(CairnError::Matching(refusal)) => matching_error(&refusal),
+        EngineError::Refused(CairnError::Txn(refusal)) => {
+            ApiError::new(ErrorCode::InvalidArgument, refusal.message())
+                .with_code(refusal.code())
+                .with_status(refusal.http_status())
+        }
         EngineError::Refused(CairnError::Publishing(refusal)) => {
             ApiError::new(ErrorCode::InvalidArgument, refusal.message())
                 .with_code(refusal.code())
@@ -286,9 +321,16 @@ fn inventory_error(refusal: &InventoryError) -> ApiError {
         }
         InventoryError::ReservationNotActive { state, .. } => json!({"state": state}),
         InventoryError::OrderClosed { order_id } => json!({"order_id": order_id}),
+        InventoryError::PartOfTransaction { txn, .. } => {
+            json!({"reservation_id": txn.to_string()})
+        }
         InventoryError::InvalidArgument(_)
         | InventoryError::ReservationNotFound { .. }
-        | InventoryError::QuantityLimit { .. } => {
+        | InventoryError::QuantityLimit { .. }
+        | InventoryError::ReservationBusy { .. }
+        | InventoryError::TxnAborted { .. }
+        | InventoryError::TxnCommitted { .. }
+        | InventoryError::TxnNotFound { .. } => {
             json!({})
         }
     };

@@ -100,6 +100,21 @@ impl Server {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = timeout(
+            WAIT,
+            self.client
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(TOKEN)
+                .send(),
+        )
+        .await
+        .expect("answered in time")
+        .expect("sent");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     async fn adjust(&self, request_id: &str, sku: &str, delta: i64) -> u64 {
         let body = json!({"request_id": request_id, "sku": sku, "location": "W", "delta": delta, "reason": "receipt"});
         let (status, reply) = self.post("/v1/inventory/adjustments", body).await;
@@ -580,4 +595,112 @@ async fn regression_an_open_feed_does_not_hold_up_shutdown() {
     // `stop` fails the test if the server is still running 5 s after the signal.
     server.stop().await;
     drop(feed);
+}
+
+/// An L2 book as a feed consumer keeps it: `(side, price) -> qty`.
+fn levels_of(book: &Value) -> BTreeMap<(String, i64), i64> {
+    let mut levels = BTreeMap::new();
+    for side in ["bids", "asks"] {
+        for level in book[side].as_array().expect("levels") {
+            let key = (
+                if side == "bids" { "buy" } else { "sell" }.to_string(),
+                level["price"].as_i64().expect("price"),
+            );
+            levels.insert(key, level["qty"].as_i64().expect("qty"));
+        }
+    }
+    levels
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matching_events_carry_a_consecutive_seq_per_market_and_the_book_says_where_it_stands() {
+    let clock = ManualClock::new(T0);
+    let server = Server::start(&clock, 2, None).await;
+    let symbols = ["BTC-USD", "ETH-USD"];
+    for symbol in symbols {
+        let body = json!({"request_id": format!("m-{symbol}"), "symbol": symbol,
+            "tick_size": 1, "lot_size": 1});
+        let (status, reply) = server.post("/v1/markets", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{reply}");
+    }
+    // Buys of account a and sells of account b around 100: some rest, some trade.
+    let place = |symbol: &'static str, n: u64| {
+        let (side, account, price) = if n.is_multiple_of(2) {
+            ("buy", "a", 100 + (n % 3) as i64)
+        } else {
+            ("sell", "b", 101 - (n % 4) as i64)
+        };
+        let body = json!({"request_id": format!("{symbol}-{n}"), "account": account, "side": side,
+            "type": "limit", "price": price, "qty": 1 + n % 3, "time_in_force": "gtc"});
+        let server = &server;
+        async move {
+            let (status, reply) = server
+                .post(&format!("/v1/markets/{symbol}/orders"), body)
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{reply}");
+        }
+    };
+    let mut feed = server.feed("?from_lsn=0&types=matching", None).await;
+    for n in 0..12 {
+        for symbol in symbols {
+            place(symbol, n).await;
+        }
+    }
+    let mut last: BTreeMap<String, u64> = BTreeMap::new();
+    let mut traded = 0;
+    for event in feed.take(2 + 2 * 12).await {
+        let symbol = event.data["symbol"].as_str().expect("symbol").to_string();
+        let seq = event.data["seq"]
+            .as_u64()
+            .expect("every matching event has a seq");
+        let previous = last.entry(symbol).or_default();
+        assert_eq!(seq, *previous + 1, "consecutive per market: {}", event.data);
+        *previous = seq;
+        traded += event.data["trades"].as_array().map_or(0, Vec::len);
+    }
+    assert!(traded > 0, "the orders traded");
+    assert_eq!(last.values().copied().collect::<Vec<_>>(), vec![13, 13]);
+
+    // The book says the seq of the last event it includes; events with a larger seq, applied on
+    // top of it, give the book as it is later.
+    let (status, book) = server.get("/v1/markets/BTC-USD/book").await;
+    assert_eq!(status, StatusCode::OK, "{book}");
+    assert_eq!(book["seq"], 13);
+    let mut levels = levels_of(&book);
+    let mut market = server.feed("?from_lsn=0&market=BTC-USD", None).await;
+    for n in 12..20 {
+        place("BTC-USD", n).await;
+    }
+    let mut seq = book["seq"].as_u64().expect("seq");
+    for event in market.take(13 + 8).await {
+        let event_seq = event.data["seq"].as_u64().expect("seq");
+        if event_seq <= seq {
+            continue;
+        }
+        assert_eq!(event_seq, seq + 1, "no gap");
+        seq = event_seq;
+        for change in event.data["book_changes"].as_array().expect("changes") {
+            let key = (
+                change["side"].as_str().expect("side").to_string(),
+                change["price"].as_i64().expect("price"),
+            );
+            let qty = levels.entry(key.clone()).or_default();
+            *qty += change["qty_delta"].as_i64().expect("delta");
+            if *qty == 0 {
+                levels.remove(&key);
+            }
+        }
+    }
+    let (_, now) = server.get("/v1/markets/BTC-USD/book").await;
+    assert_eq!(now["seq"], 21);
+    assert_eq!(seq, 21);
+    assert_eq!(
+        levels,
+        levels_of(&now),
+        "the book plus the events after it is the book now"
+    );
+    let (_, view) = server.get("/v1/markets/BTC-USD").await;
+    assert_eq!(view["seq"], 21);
+    drop((feed, market));
+    server.stop().await;
 }

@@ -782,3 +782,171 @@ async fn the_openapi_document_lists_every_route_and_matches_live_responses() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_across_shards_is_one_reservation_all_or_nothing() {
+    let memory = MemStorage::new();
+    let clock = ManualClock::new(1_800_000_000_000);
+    let server = Server::start_sharded(Arc::new(memory.clone()), &clock, 4).await;
+    let (a, b) = skus_on_two_shards(4);
+    server.stock(&a, "W", 10).await;
+    server.stock(&b, "W", 10).await;
+    let body = |id: &str, order: &str, qty_b: i64| {
+        json!({"request_id": id, "order_id": order, "lines": [
+            {"sku": a, "location": "W", "qty": 2}, {"sku": b, "qty": qty_b}]})
+    };
+    let (status, made) = server
+        .post("/v1/inventory/reservations", body("x1", "ox1", 3))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = made["reservation_id"].as_str().expect("an id").to_string();
+    assert!(
+        id.contains("-t"),
+        "a multi-shard id names its transaction: {id}"
+    );
+    assert_eq!(made["state"], "active");
+    assert_eq!(made["order_id"], "ox1");
+    assert_eq!(made["lines"].as_array().map(Vec::len), Some(2), "{made}");
+    assert!(made["lsn"].as_u64().is_some());
+    // A retry answers the same reservation; the same id with another body is refused.
+    let (status, again) = server
+        .post("/v1/inventory/reservations", body("x1", "ox1", 3))
+        .await;
+    assert_eq!(
+        (status, &again["reservation_id"]),
+        (StatusCode::CREATED, &made["reservation_id"])
+    );
+    let (status, reused) = server
+        .post("/v1/inventory/reservations", body("x1", "ox1", 4))
+        .await;
+    assert_eq!(
+        (status, code(&reused)),
+        (StatusCode::CONFLICT, "request_id_reused")
+    );
+    for (sku, reserved) in [(&a, 2), (&b, 3)] {
+        let (_, item) = server.get(&format!("/v1/inventory/items/{sku}")).await;
+        assert_eq!(item["locations"][0]["reserved"], reserved, "{item}");
+    }
+    // One shard short: 409 naming only the short line, and nothing held anywhere.
+    let (status, short) = server
+        .post("/v1/inventory/reservations", body("x2", "ox2", 8))
+        .await;
+    assert_eq!(
+        (status, code(&short)),
+        (StatusCode::CONFLICT, "insufficient_stock"),
+        "{short}"
+    );
+    let lines = short["error"]["details"]["lines"]
+        .as_array()
+        .expect("lines");
+    assert_eq!(lines.len(), 1, "{short}");
+    assert_eq!(lines[0]["sku"], b.as_str());
+    assert_eq!(lines[0]["available"], 7);
+    let (_, item) = server.get(&format!("/v1/inventory/items/{a}")).await;
+    assert_eq!(
+        item["locations"][0]["reserved"], 2,
+        "the other shard's hold was released: {item}"
+    );
+    // The reservation reads as one; its parts cannot be finished alone.
+    let (status, read) = server
+        .get(&format!("/v1/inventory/reservations/{id}"))
+        .await;
+    assert_eq!(
+        (status, &read["state"]),
+        (StatusCode::OK, &json!("active")),
+        "{read}"
+    );
+    let history = server
+        .get(&format!("/v1/inventory/items/{a}/history"))
+        .await
+        .1;
+    let part = history["events"]
+        .as_array()
+        .and_then(|events| {
+            events
+                .iter()
+                .rev()
+                .filter(|e| e["type"] == "reserved")
+                .find_map(|e| e["reservation_id"].as_str())
+        })
+        .expect("the part appears in the history")
+        .to_string();
+    let (status, alone) = server
+        .post(
+            &format!("/v1/inventory/reservations/{part}/confirm"),
+            json!({"request_id": "part"}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&alone)),
+        (StatusCode::CONFLICT, "part_of_transaction"),
+        "{alone}"
+    );
+    assert_eq!(alone["error"]["details"]["reservation_id"], id.as_str());
+    // Confirm ships every line on every shard.
+    let (status, confirmed) = server
+        .post(
+            &format!("/v1/inventory/reservations/{id}/confirm"),
+            json!({"request_id": "c-x1"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &confirmed["state"]),
+        (StatusCode::OK, &json!("confirmed")),
+        "{confirmed}"
+    );
+    let (status, late) = server
+        .post(
+            &format!("/v1/inventory/reservations/{id}/release"),
+            json!({"request_id": "r-x1"}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&late)),
+        (StatusCode::CONFLICT, "reservation_not_active"),
+        "{late}"
+    );
+    for (sku, on_hand) in [(&a, 8), (&b, 7)] {
+        let (_, item) = server.get(&format!("/v1/inventory/items/{sku}")).await;
+        assert_eq!(item["locations"][0]["on_hand"], on_hand, "{item}");
+        assert_eq!(item["locations"][0]["reserved"], 0, "{item}");
+    }
+    // Another one, released after a crash and restart: it is still one reservation.
+    let (status, second) = server
+        .post("/v1/inventory/reservations", body("x3", "ox3", 1))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    let second_id = second["reservation_id"].as_str().expect("id").to_string();
+    server.stop().await;
+    memory.crash(CrashMode::DropUnsynced);
+    let server = Server::start_sharded(Arc::new(memory), &clock, 4).await;
+    let (status, read) = server
+        .get(&format!("/v1/inventory/reservations/{second_id}"))
+        .await;
+    assert_eq!(
+        (status, &read["state"]),
+        (StatusCode::OK, &json!("active")),
+        "{read}"
+    );
+    let (status, released) = server
+        .post(
+            &format!("/v1/inventory/reservations/{second_id}/release"),
+            json!({"request_id": "r-x3"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &released["state"]),
+        (StatusCode::OK, &json!("released")),
+        "{released}"
+    );
+    for sku in [&a, &b] {
+        let (_, item) = server.get(&format!("/v1/inventory/items/{sku}")).await;
+        assert_eq!(item["locations"][0]["reserved"], 0, "{item}");
+    }
+    let (status, missing) = server.get("/v1/inventory/reservations/0-t999").await;
+    assert_eq!(
+        (status, code(&missing)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    server.stop().await;
+}

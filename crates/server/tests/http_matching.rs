@@ -555,6 +555,12 @@ async fn a_restart_rebuilds_the_same_books_and_the_document_matches_replies() {
         )
         .await;
     assert_eq!(cancelled["status"], "cancelled");
+    // The markets' last event seq before the crash (A moved on since its book was read).
+    let mut seqs = Vec::new();
+    for symbol in ["A", "B", "C"] {
+        let (_, market) = server.get(&format!("/v1/markets/{symbol}")).await;
+        seqs.push(market["seq"].clone());
+    }
     let hashes: Vec<_> = server
         .app
         .engine
@@ -567,9 +573,12 @@ async fn a_restart_rebuilds_the_same_books_and_the_document_matches_replies() {
     // Power loss: everything acknowledged was synced; the books come back identical.
     memory.crash(CrashMode::DropUnsynced);
     let server = Server::start(Arc::new(memory), &clock, 2).await;
-    for (symbol, expected) in ["A", "B", "C"].iter().zip(&books) {
+    for ((symbol, expected), seq) in ["A", "B", "C"].iter().zip(&mut books).zip(&seqs) {
         let (_, mut book) = server.get(&format!("/v1/markets/{symbol}/book")).await;
         book.as_object_mut().map(|b| b.remove("lsn"));
+        assert!(seq.as_u64().is_some_and(|s| s > 1), "{symbol} has events");
+        assert_eq!(&book["seq"], seq, "{symbol}: the seq comes back too");
+        expected["seq"] = seq.clone();
         assert_eq!(&book, expected, "{symbol}");
     }
     for (symbol, order_id, filled) in &acknowledged {

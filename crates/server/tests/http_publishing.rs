@@ -418,14 +418,30 @@ async fn every_endpoint_with_its_errors_and_roles() {
     assert_eq!(reads["values"][0]["key"], "sku/2");
     assert_eq!(reads["values"][1]["value"], Value::Null);
     assert_eq!(reads["values"][2]["release_id"], first_release);
-    let (status, _) = server
+    // A key of an unknown dataset is missing, like any other: the batch still answers.
+    let (status, reads) = server
         .post_as(
             &viewer,
             "/v1/reads",
-            json!({"keys": [{"dataset": "nothing", "key": "k"}]}),
+            json!({"keys": [{"dataset": "nothing", "key": "k"}, {"dataset": "flags", "key": "dark"}]}),
         )
         .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(status, StatusCode::OK, "{reads}");
+    assert_eq!(
+        reads["values"][0],
+        json!({"dataset": "nothing", "key": "k", "value": null, "release_id": null})
+    );
+    assert_eq!(reads["values"][1]["value"], json!(true));
+    assert_eq!(reads["values"][1]["release_id"], first_release);
+    let (status, reply) = server
+        .post_as(
+            &viewer,
+            "/v1/reads",
+            json!({"keys": [{"dataset": "", "key": "k"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    assert_eq!(code(&reply), "invalid_argument");
     let (status, _) = server
         .post_as(
             &viewer,

@@ -49,6 +49,27 @@ impl std::fmt::Display for ShardId {
     }
 }
 
+/// A multi-shard transaction: the shard that coordinates it and the number that shard gave it.
+///
+/// Participants keep it with what they hold, so that after a crash each can ask its coordinator
+/// for the decision; it is unique within a data directory because the coordinator's number is
+/// logged before any participant sees it.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct TxnId {
+    /// The coordinating shard.
+    pub coordinator: ShardId,
+    /// The coordinator's number for it (dense, from 1).
+    pub number: u64,
+}
+
+impl std::fmt::Display for TxnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-t{}", self.coordinator.0, self.number)
+    }
+}
+
 /// Routes a key to a shard with a stable hash (FNV-1a, 64-bit).
 ///
 /// Stable means: the same key and shard count give the same shard on every machine, build and

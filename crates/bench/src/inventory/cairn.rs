@@ -42,18 +42,32 @@ pub(crate) struct InProcess {
 
 impl InProcess {
     /// Starts a server whose data directory is a new directory under `base` named `prefix…`,
-    /// with `threads` runtime worker threads. Shared by the inventory and matching benchmarks.
+    /// with `threads` runtime worker threads and one shard. Shared by the inventory and matching
+    /// benchmarks.
     ///
     /// # Errors
     /// The directory, the engine, the runtime or the listener cannot be set up.
     pub(crate) fn start(base: &Path, prefix: &str, threads: usize) -> anyhow::Result<InProcess> {
+        InProcess::start_with_shards(base, prefix, threads, 1)
+    }
+
+    /// As [`InProcess::start`], with `shards` shards (the transaction benchmark's two).
+    ///
+    /// # Errors
+    /// As [`InProcess::start`].
+    pub(crate) fn start_with_shards(
+        base: &Path,
+        prefix: &str,
+        threads: usize,
+        shards: u16,
+    ) -> anyhow::Result<InProcess> {
         let dir = tempfile::Builder::new()
             .prefix(prefix)
             .tempdir_in(base)
             .with_context(|| format!("creating a directory in {}", base.display()))?;
         let config = EngineConfig {
             data_dir: dir.path().join("data"),
-            shard_count: Some(1),
+            shard_count: Some(shards),
             shard: ShardConfig::default(),
         };
         let (engine, _recoveries) =
@@ -105,6 +119,17 @@ impl InProcess {
         let engine = self.engine.as_ref()?;
         let shard = engine.shards().first()?;
         Some(Arc::clone(&shard.metrics().log))
+    }
+
+    /// The counters of every shard's log writer.
+    pub(crate) fn shard_log_metrics(&self) -> Vec<Arc<cairn_log::metrics::LogMetrics>> {
+        self.engine.as_ref().map_or_else(Vec::new, |engine| {
+            engine
+                .shards()
+                .iter()
+                .map(|shard| Arc::clone(&shard.metrics().log))
+                .collect()
+        })
     }
 
     /// Stops serving, shuts the engine down (syncing the log) and removes the data directory.

@@ -47,12 +47,14 @@ pub(crate) struct LogActivity {
 }
 
 impl LogActivity {
-    fn read(metrics: &LogMetrics) -> LogActivity {
-        LogActivity {
-            records: metrics.records_written.load(Ordering::Relaxed),
-            fsyncs: metrics.fsync_latency.count(),
-            fsync_us: metrics.fsync_latency.sum_us(),
-        }
+    /// The sum over several logs (one per shard).
+    fn read(logs: &[Arc<LogMetrics>]) -> LogActivity {
+        logs.iter()
+            .fold(LogActivity::default(), |sum, metrics| LogActivity {
+                records: sum.records + metrics.records_written.load(Ordering::Relaxed),
+                fsyncs: sum.fsyncs + metrics.fsync_latency.count(),
+                fsync_us: sum.fsync_us + metrics.fsync_latency.sum_us(),
+            })
     }
 
     fn since(self, earlier: LogActivity) -> LogActivity {
@@ -109,10 +111,10 @@ struct TaskResult {
 }
 
 /// A small, fast, seedable generator (SplitMix64): enough to spread SKUs uniformly.
-struct SplitMix64(u64);
+pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -121,7 +123,7 @@ impl SplitMix64 {
     }
 
     /// Uniform in `0..n` (Lemire's multiply-shift; the bias is below 2^-50 for n = 10,000).
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next()) * n as u128) >> 64) as usize
     }
 }
@@ -137,7 +139,8 @@ impl Pick {
 
 /// Drives `target` with `in_flight` tasks: `warmup` of load that is not counted, then
 /// `duration` that is. An operation counts when it completes inside the measured window; tasks
-/// start no operation after the window ends. `log`, when given, is read at the window's edges.
+/// start no operation after the window ends. `logs` (Cairn's, one per shard; none for a peer)
+/// are read at the window's edges and summed.
 /// Must be called on a multi-threaded runtime.
 pub(crate) async fn drive<T: Target>(
     target: Arc<T>,
@@ -146,7 +149,7 @@ pub(crate) async fn drive<T: Target>(
     warmup: Duration,
     duration: Duration,
     seed: u64,
-    log: Option<&LogMetrics>,
+    logs: &[Arc<LogMetrics>],
 ) -> Measured {
     let start = Instant::now();
     let window_start = start + warmup;
@@ -188,10 +191,10 @@ pub(crate) async fn drive<T: Target>(
     // Sample the CPU counters at the window's edges, while the tasks run.
     tokio::time::sleep_until(window_start.into()).await;
     let cpu_before = CpuTimes::now();
-    let log_before = log.map(LogActivity::read);
+    let log_before = (!logs.is_empty()).then(|| LogActivity::read(logs));
     tokio::time::sleep_until(window_end.into()).await;
     let cpu_after = CpuTimes::now();
-    let log_after = log.map(LogActivity::read);
+    let log_after = (!logs.is_empty()).then(|| LogActivity::read(logs));
     let mut measured = Measured {
         seconds: duration.as_secs_f64(),
         log: log_after
@@ -277,7 +280,7 @@ mod tests {
             Duration::from_millis(20),
             Duration::from_millis(200),
             7,
-            None,
+            &[],
         ));
         assert!(measured.ops > 10, "{measured:?}");
         assert!(measured.errors > 0, "{measured:?}");

@@ -138,6 +138,24 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Target for CairnGrpc {
     async fn reserve(&self, task: usize, sku: usize) -> Result<(), String> {
+        let line = LineRequest {
+            sku: self.skus[sku].clone(),
+            location: Some(LOCATION.to_string()),
+            qty: self.qty,
+        };
+        self.reserve_lines(task, vec![line]).await
+    }
+}
+
+impl CairnGrpc {
+    /// One `Reserve` of `lines` (all or nothing, across shards when their SKUs are) for
+    /// load-generator task `task`, with a fresh `request_id` and `order_id`; answered once
+    /// durable.
+    pub(crate) async fn reserve_lines(
+        &self,
+        task: usize,
+        lines: Vec<LineRequest>,
+    ) -> Result<(), String> {
         let stream = &self.streams[task % self.streams.len()];
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}-g{n}", self.tag);
@@ -148,11 +166,7 @@ impl Target for CairnGrpc {
             request: Some(Call::Reserve(ReserveRequest {
                 request_id: id.clone(),
                 order_id: id,
-                lines: vec![LineRequest {
-                    sku: self.skus[sku].clone(),
-                    location: Some(LOCATION.to_string()),
-                    qty: self.qty,
-                }],
+                lines,
                 ttl_ms: Some(self.ttl_ms),
             })),
         };

@@ -25,6 +25,9 @@ const FONT_PATHS: [&str; 4] = [
 const FONT: &str = "cairn-inventory-sans";
 const WIDTH: u32 = 1280;
 const HEIGHT: u32 = 620;
+/// The inventory plot's title.
+const CAPTION: &str = "inventory: reservations/s (log scale); ratios are cairn-grpc over each peer";
+/// One bar per system, in this order and colour.
 const SERIES: [(&str, RGBColor); 4] = [
     ("cairn-grpc", RGBColor(44, 160, 44)),
     ("cairn-http", RGBColor(31, 119, 180)),
@@ -37,7 +40,21 @@ const SERIES: [(&str, RGBColor); 4] = [
 /// # Errors
 /// Drawing or writing the file failed.
 pub(crate) fn draw(report: &InventoryReport, path: &Path) -> anyhow::Result<()> {
-    let pixels = render(report, font_registered())?;
+    draw_with(report, path, CAPTION, &SERIES)
+}
+
+/// Draws the rows of `report` to `path` under `caption`, one bar per system of `series` (name,
+/// colour), for another benchmark whose rows have the inventory's shape.
+///
+/// # Errors
+/// Drawing or writing the file failed.
+pub(crate) fn draw_with(
+    report: &InventoryReport,
+    path: &Path,
+    caption: &str,
+    series: &[(&str, RGBColor)],
+) -> anyhow::Result<()> {
+    let pixels = render(report, font_registered(), caption, series)?;
     write_png(path, &pixels)
 }
 
@@ -63,33 +80,41 @@ fn drawing<E: std::fmt::Display>(error: E) -> anyhow::Error {
 /// One workload at one in-flight count.
 struct Group<'a> {
     label: String,
-    bars: [Option<&'a InventoryRow>; 4],
+    bars: Vec<Option<&'a InventoryRow>>,
 }
 
-fn groups(report: &InventoryReport) -> Vec<Group<'_>> {
+fn groups<'a>(report: &'a InventoryReport, series: &[(&str, RGBColor)]) -> Vec<Group<'a>> {
     let mut groups: Vec<Group<'_>> = Vec::new();
     for row in &report.rows {
         let label = format!("{} / {}", row.workload, row.in_flight);
         if groups.iter().any(|g| g.label == label) {
             continue;
         }
-        let bars = SERIES.map(|(system, _)| {
-            report
-                .row(system, &row.workload, row.in_flight)
-                .filter(|r| r.ops_per_s.is_some_and(|o| o > 0.0))
-        });
+        let bars = series
+            .iter()
+            .map(|(system, _)| {
+                report
+                    .row(system, &row.workload, row.in_flight)
+                    .filter(|r| r.ops_per_s.is_some_and(|o| o > 0.0))
+            })
+            .collect();
         groups.push(Group { label, bars });
     }
     groups
 }
 
 /// The image as RGB bytes.
-fn render(report: &InventoryReport, text: bool) -> anyhow::Result<Vec<u8>> {
+fn render(
+    report: &InventoryReport,
+    text: bool,
+    caption: &str,
+    series: &[(&str, RGBColor)],
+) -> anyhow::Result<Vec<u8>> {
     let mut pixels = vec![0u8; WIDTH as usize * HEIGHT as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(drawing)?;
-        let groups = groups(report);
+        let groups = groups(report, series);
         let rate = |row: Option<&InventoryRow>| row.and_then(|r| r.ops_per_s).unwrap_or(0.0);
         let rates = groups
             .iter()
@@ -104,10 +129,7 @@ fn render(report: &InventoryReport, text: bool) -> anyhow::Result<Vec<u8>> {
         builder.margin(20);
         if text {
             builder
-                .caption(
-                    "inventory: reservations/s (log scale); ratios are cairn-grpc over each peer",
-                    (FONT, 22),
-                )
+                .caption(caption, (FONT, 22))
                 .x_label_area_size(40)
                 .y_label_area_size(70);
         }
@@ -139,11 +161,11 @@ fn render(report: &InventoryReport, text: bool) -> anyhow::Result<Vec<u8>> {
                 .draw()
                 .map_err(drawing)?;
         }
-        let width = 0.8 / SERIES.len() as f64;
-        for (series, (name, color)) in SERIES.iter().enumerate() {
-            let left = -0.4 + width * series as f64;
+        let width = 0.8 / series.len().max(1) as f64;
+        for (index, (name, color)) in series.iter().enumerate() {
+            let left = -0.4 + width * index as f64;
             let bars = groups.iter().enumerate().filter_map(|(i, g)| {
-                let value = rate(g.bars[series]);
+                let value = rate(g.bars[index]);
                 (value > 0.0).then(|| {
                     Rectangle::new(
                         [
@@ -167,7 +189,12 @@ fn render(report: &InventoryReport, text: bool) -> anyhow::Result<Vec<u8>> {
             let above =
                 TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
             let labels = groups.iter().enumerate().filter_map(|(i, g)| {
-                let cairn = g.bars[0].or(g.bars[1])?;
+                // The first system with ratios (Cairn's fastest front) speaks for the group.
+                let cairn = g
+                    .bars
+                    .iter()
+                    .flatten()
+                    .find(|r| r.ratio_to_postgres.is_some() || r.ratio_to_redis.is_some())?;
                 let mut parts = Vec::new();
                 if let Some(r) = cairn.ratio_to_postgres {
                     parts.push(format!("pg ×{}", ratio_text(r)));
@@ -255,7 +282,7 @@ mod tests {
     #[test]
     fn groups_follow_the_rows_and_leave_skipped_systems_out() {
         let report = report();
-        let groups = groups(&report);
+        let groups = groups(&report, &SERIES);
         assert_eq!(groups.len(), 3);
         assert_eq!(groups[0].label, "hot / 1");
         assert!(groups[0].bars.iter().all(Option::is_some));
@@ -266,7 +293,7 @@ mod tests {
     // (plotters fails on text without a font).
     #[test]
     fn without_a_font_the_bars_are_drawn_without_text() {
-        let pixels = render(&report(), false).expect("draws");
+        let pixels = render(&report(), false, CAPTION, &SERIES).expect("draws");
         assert!(pixels.iter().any(|&p| p != 255), "something was drawn");
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("plot.png");

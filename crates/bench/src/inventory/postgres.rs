@@ -156,7 +156,8 @@ async fn open(url: &str) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-async fn show(client: &Client, setting: &str) -> String {
+/// `SHOW setting`, or `?` when the server will not say.
+pub(crate) async fn show(client: &Client, setting: &str) -> String {
     match client.query_one(&format!("SHOW {setting}"), &[]).await {
         Ok(row) => row.try_get::<_, String>(0).unwrap_or_else(|_| "?".into()),
         Err(_) => "?".into(),

@@ -485,7 +485,7 @@ impl InventoryReport {
 }
 
 /// Cells right-aligned to their columns' widths.
-fn columns(cells: &[String], widths: &[usize]) -> String {
+pub(crate) fn columns(cells: &[String], widths: &[usize]) -> String {
     let padded: Vec<String> = cells
         .iter()
         .zip(widths)
@@ -494,7 +494,7 @@ fn columns(cells: &[String], widths: &[usize]) -> String {
     padded.join(" ")
 }
 
-fn rate_with_spread(row: Option<&InventoryRow>) -> String {
+pub(crate) fn rate_with_spread(row: Option<&InventoryRow>) -> String {
     let Some(row) = row else {
         return "-".into();
     };
@@ -512,7 +512,7 @@ fn rate_with_spread(row: Option<&InventoryRow>) -> String {
     }
 }
 
-fn ratio_with_spread(ratio: Option<(Option<f64>, Option<f64>, Option<f64>)>) -> String {
+pub(crate) fn ratio_with_spread(ratio: Option<(Option<f64>, Option<f64>, Option<f64>)>) -> String {
     match ratio {
         Some((Some(r), Some(min), Some(max))) if (max - min).abs() > f64::EPSILON => {
             format!(
@@ -542,7 +542,7 @@ pub(crate) fn ratio_text(ratio: f64) -> String {
     }
 }
 
-fn latencies(row: Option<&InventoryRow>) -> String {
+pub(crate) fn latencies(row: Option<&InventoryRow>) -> String {
     match row.map(|r| (r.p50_us, r.p99_us)) {
         Some((Some(p50), Some(p99))) => format!("{p50:.0}/{p99:.0}"),
         _ => "-".into(),

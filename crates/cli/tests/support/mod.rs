@@ -29,11 +29,21 @@ pub struct Served {
 
 /// Starts `cairn serve` on a free port and waits for it to listen.
 pub fn serve(data_dir: &Path, extra: &[&str]) -> Result<Served, String> {
+    serve_with_env(data_dir, extra, &[])
+}
+
+/// Like [`serve`], with extra environment variables (such as `CAIRN_FAULT`).
+pub fn serve_with_env(
+    data_dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Served, String> {
     let mut child = cairn()
         .args(["serve", "--data-dir"])
         .arg(data_dir)
         .args(["--http", "127.0.0.1:0"])
         .args(extra)
+        .envs(env.iter().copied())
         .env("CAIRN_ADMIN_TOKEN", TOKEN)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
