@@ -159,12 +159,14 @@ fn run(
                 let decided = inventory.decide(command, &actor, now_ms);
                 let mut reply = None;
                 if let Ok((events, accepted)) = decided {
+                    // A decision that logs nothing (a repeated prepare) took nothing now.
+                    let took = !events.is_empty();
                     for event in events {
                         let lsn = log.len() as u64 + 1;
                         inventory.apply(&event, lsn, now_ms);
                         log.push((event, lsn, now_ms));
                     }
-                    reply = Some(accepted);
+                    reply = took.then_some(accepted);
                 }
                 check(&inventory, command, reply.as_ref());
             }
